@@ -1,0 +1,239 @@
+//! Encoding and decoding contract types in either wire format.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use apache_avro::error::Details;
+use apache_avro::{from_avro_datum, to_avro_datum};
+
+use crate::record::Fields;
+use crate::{Contract, Error, Record, SchemaRef};
+
+/// The two bytes that open an Avro single-object encoded message.
+const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
+const SINGLE_OBJECT_HEADER: usize = 2 + 8;
+/// The Confluent wire format's magic byte, then a 4-byte big-endian schema id.
+const CONFLUENT_MAGIC: u8 = 0x00;
+const CONFLUENT_HEADER: usize = 1 + 4;
+
+/// Largest string or byte field the decoder will allocate for. No message of the contract
+/// comes near it; without it a corrupt length prefix would make the decoder allocate up to
+/// apache-avro's 512 MiB default before noticing the body is too short.
+const MAX_FIELD_BYTES: usize = 4 * 1024 * 1024;
+
+/// How messages are framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WireFormat {
+    /// Avro single-object encoding: `C3 01`, 8-byte fingerprint, body. Needs no registry.
+    #[default]
+    SingleObject,
+    /// Confluent: `00`, 4-byte schema id from a schema registry, body.
+    Confluent,
+}
+
+/// The schema ids a schema registry assigned to the contract's schemas.
+#[derive(Debug, Clone, Default)]
+pub struct ConfluentIds {
+    by_id: HashMap<u32, SchemaRef>,
+    by_schema: HashMap<SchemaRef, u32>,
+}
+
+impl ConfluentIds {
+    pub fn insert(&mut self, id: u32, schema: SchemaRef) {
+        self.by_id.insert(id, schema);
+        self.by_schema.insert(schema, id);
+    }
+
+    pub fn schema_of(&self, id: u32) -> Option<SchemaRef> {
+        self.by_id.get(&id).copied()
+    }
+
+    pub fn id_of(&self, schema: SchemaRef) -> Option<u32> {
+        self.by_schema.get(&schema).copied()
+    }
+}
+
+/// Encodes in one wire format and decodes both.
+#[derive(Debug, Clone, Default)]
+pub struct Codec {
+    format: WireFormat,
+    ids: ConfluentIds,
+}
+
+impl Codec {
+    /// Single-object encoding; Confluent-framed input is refused as an unknown schema id.
+    pub fn single_object() -> Self {
+        Self::new(WireFormat::SingleObject, ConfluentIds::default())
+    }
+
+    /// Confluent framing with the ids a registry assigned.
+    pub fn confluent(ids: ConfluentIds) -> Self {
+        Self::new(WireFormat::Confluent, ids)
+    }
+
+    pub fn new(format: WireFormat, ids: ConfluentIds) -> Self {
+        apache_avro::util::max_allocation_bytes(MAX_FIELD_BYTES);
+        Codec { format, ids }
+    }
+
+    pub fn format(&self) -> WireFormat {
+        self.format
+    }
+
+    /// Encodes `value` with its family's latest schema.
+    pub fn encode<T: Record>(&self, value: &T) -> Result<Vec<u8>, Error> {
+        self.encode_as(value, T::LATEST)
+    }
+
+    /// Encodes `value` with a given version of its family's schema.
+    pub fn encode_as<T: Record>(&self, value: &T, schema: SchemaRef) -> Result<Vec<u8>, Error> {
+        if schema.family() != T::FAMILY {
+            return Err(Error::Encode(format!(
+                "{schema} is not a {} schema",
+                T::FAMILY
+            )));
+        }
+        let contract = Contract::get();
+        let body = to_avro_datum(contract.schema(schema), value.to_avro(schema))
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        let mut out = Vec::with_capacity(SINGLE_OBJECT_HEADER + body.len());
+        match self.format {
+            WireFormat::SingleObject => {
+                out.extend_from_slice(&SINGLE_OBJECT_MARKER);
+                out.extend_from_slice(&contract.fingerprint(schema).to_le_bytes());
+            }
+            WireFormat::Confluent => {
+                let id = self
+                    .ids
+                    .id_of(schema)
+                    .ok_or(Error::MissingSchemaId(schema))?;
+                out.push(CONFLUENT_MAGIC);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// The schema a message was written with, read from its header.
+    pub fn writer_schema(&self, bytes: &[u8]) -> Result<SchemaRef, Error> {
+        self.split(bytes).map(|(schema, _)| schema)
+    }
+
+    /// Decodes a message of `T`'s family into `T`'s latest schema.
+    pub fn decode<T: Record>(&self, bytes: &[u8]) -> Result<T, Error> {
+        self.decode_with_reader(bytes, T::LATEST)
+    }
+
+    /// Decodes a message of `T`'s family, resolving the writer's schema to `reader`.
+    pub fn decode_with_reader<T: Record>(
+        &self,
+        bytes: &[u8],
+        reader: SchemaRef,
+    ) -> Result<T, Error> {
+        let (writer, body) = self.split(bytes)?;
+        if writer.family() != T::FAMILY || reader.family() != T::FAMILY {
+            return Err(Error::UnexpectedSchema {
+                expected: T::FAMILY,
+                found: writer,
+            });
+        }
+        let contract = Contract::get();
+        let reader_schema = (reader != writer).then(|| contract.schema(reader));
+        let mut input = Guarded {
+            rest: body,
+            overrun: false,
+        };
+        // apache-avro returns errors for bad input; catching a panic as well keeps one
+        // unforeseen corner of a third-party decoder from crash-looping a consumer.
+        let decoded = catch_unwind(AssertUnwindSafe(|| {
+            from_avro_datum(contract.schema(writer), &mut input, reader_schema)
+        }))
+        .map_err(|_| Error::InvalidBody("the Avro decoder panicked".into()))?
+        .map_err(classify)?;
+        if input.overrun {
+            return Err(Error::TruncatedBody("the body ends inside a union".into()));
+        }
+        if !input.rest.is_empty() {
+            return Err(Error::TrailingBytes(input.rest.len()));
+        }
+        T::from_avro(Fields::from_value(decoded)?)
+    }
+
+    fn split<'a>(&self, bytes: &'a [u8]) -> Result<(SchemaRef, &'a [u8]), Error> {
+        match bytes {
+            [] => Err(Error::Empty),
+            [0xC3, ..] => {
+                if bytes.len() < SINGLE_OBJECT_HEADER {
+                    return Err(Error::TruncatedHeader {
+                        len: bytes.len(),
+                        needed: SINGLE_OBJECT_HEADER,
+                    });
+                }
+                if bytes[1] != SINGLE_OBJECT_MARKER[1] {
+                    return Err(Error::BadMarker(bytes[0]));
+                }
+                let mut fp = [0u8; 8];
+                fp.copy_from_slice(&bytes[2..SINGLE_OBJECT_HEADER]);
+                let fp = u64::from_le_bytes(fp);
+                let schema = Contract::get()
+                    .by_fingerprint(fp)
+                    .ok_or(Error::UnknownFingerprint(fp))?;
+                Ok((schema, &bytes[SINGLE_OBJECT_HEADER..]))
+            }
+            [CONFLUENT_MAGIC, ..] => {
+                if bytes.len() < CONFLUENT_HEADER {
+                    return Err(Error::TruncatedHeader {
+                        len: bytes.len(),
+                        needed: CONFLUENT_HEADER,
+                    });
+                }
+                let mut id = [0u8; 4];
+                id.copy_from_slice(&bytes[1..CONFLUENT_HEADER]);
+                let id = u32::from_be_bytes(id);
+                let schema = self.ids.schema_of(id).ok_or(Error::UnknownSchemaId(id))?;
+                Ok((schema, &bytes[CONFLUENT_HEADER..]))
+            }
+            [other, ..] => Err(Error::BadMarker(*other)),
+        }
+    }
+}
+
+/// The body, remembering whether the decoder ever asked for more than it holds.
+///
+/// apache-avro reads a union index that hits the end of input as `null` instead of failing,
+/// so a v2 message cut just before its optional fields would otherwise decode "successfully".
+struct Guarded<'a> {
+    rest: &'a [u8],
+    overrun: bool,
+}
+
+impl std::io::Read for Guarded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.len() > self.rest.len() {
+            self.overrun = true;
+        }
+        self.rest.read(buf)
+    }
+}
+
+/// Maps apache-avro's error to the contract's typed error.
+fn classify(e: apache_avro::Error) -> Error {
+    if let Details::GetEnumValue { index, .. } = e.details() {
+        return Error::BadEnumSymbol {
+            enum_name: "CartAction",
+            index: *index,
+        };
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::UnexpectedEof
+        {
+            return Error::TruncatedBody(e.to_string());
+        }
+        source = s.source();
+    }
+    Error::InvalidBody(e.to_string())
+}
