@@ -1,0 +1,18 @@
+//! Service plumbing shared by every cartflow binary.
+//!
+//! Each service is a library with a thin `main.rs`; what they all need lives here, in one
+//! place: the clap argument groups for Kafka, PostgreSQL and logging ([`config`]), tracing set
+//! up once ([`telemetry`]), the `/metrics` and `/healthz` endpoint ([`ops`]), SIGINT/SIGTERM
+//! as a [`CancellationToken`](tokio_util::sync::CancellationToken) ([`shutdown`]), the
+//! PostgreSQL pool and the embedded migrations ([`db`]), and Kafka client settings and topic
+//! creation ([`kafka`]).
+
+pub mod config;
+pub mod db;
+mod error;
+pub mod kafka;
+pub mod ops;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::Error;

@@ -1,0 +1,18 @@
+//! The crate's one error type.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Common(#[from] cartflow_common::Error),
+    #[error("Kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("Could not encode a {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: cartflow_schemas::Error,
+    },
+    #[error("{0}")]
+    Catalogue(String),
+    #[error("{undelivered} messages were not delivered before the deadline")]
+    Undelivered { undelivered: usize },
+}
