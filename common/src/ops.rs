@@ -91,8 +91,19 @@ pub async fn serve(
     Ok(())
 }
 
-/// A registry with the process collector (RSS, CPU, open files) and a `cartflow_` prefix-free
-/// namespace: metric names carry their full `cartflow_…` name where they are defined.
+/// Registers `metric` in `registry` and hands it back, so a service's metrics struct is built
+/// in one expression per metric. A name registered twice keeps the first (harmless: it only
+/// happens when tests start two services on one registry).
+pub fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> M {
+    let _ = registry.register(Box::new(metric.clone()));
+    metric
+}
+
+/// A registry with the process collector (RSS, CPU, open files). Metric names carry their full
+/// `cartflow_…` name where each service defines them.
 pub fn registry() -> Registry {
     let registry = Registry::new();
     #[cfg(target_os = "linux")]

@@ -83,6 +83,12 @@ pub struct CartEvent {
 impl CartEvent {
     /// The rules of the `events` table that the schema cannot state: a positive price.
     pub fn validate(&self) -> Result<(), Error> {
+        if self.product_price.cents() > Money::MAX_CENTS {
+            return Err(Error::field(
+                "product_price",
+                format!("{} does not fit decimal(18, 2)", self.product_price),
+            ));
+        }
         if self.product_price.cents() <= 0 {
             return Err(Error::field(
                 "product_price",

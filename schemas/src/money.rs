@@ -18,6 +18,8 @@ pub struct Money(i64);
 impl Money {
     /// The Avro scale of every money field.
     pub const SCALE: u32 = 2;
+    /// The largest amount `decimal(18, 2)` (Avro and PostgreSQL alike) holds.
+    pub const MAX_CENTS: i64 = 999_999_999_999_999_999;
 
     pub const fn from_cents(cents: i64) -> Self {
         Money(cents)

@@ -34,6 +34,12 @@ impl Product {
         if self.category.trim().is_empty() {
             return Err(Error::field("category", "is empty"));
         }
+        if self.price.cents() > Money::MAX_CENTS {
+            return Err(Error::field(
+                "price",
+                format!("{} does not fit decimal(18, 2)", self.price),
+            ));
+        }
         if self.price.cents() <= 0 {
             return Err(Error::field(
                 "price",

@@ -1,0 +1,67 @@
+//! The consumer's flags. Each one also reads the environment variable shown in `--help`.
+
+use std::net::SocketAddr;
+
+use cartflow_common::config::{DatabaseArgs, KafkaArgs, LogArgs, TopicArgs};
+use clap::{Args, Parser, Subcommand};
+
+/// Consumer-group member that writes the raw event log to PostgreSQL.
+///
+/// Without a subcommand it runs (`run`); `migrate` creates the database if needed, applies
+/// the schema migrations and exits.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cartflow-consumer",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume and store (the default).
+    Run(Config),
+    /// Create the database if it is missing, apply pending migrations, exit.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// Consumer group; instances in the same group share the partitions.
+    #[arg(long, env = "CARTFLOW_GROUP", default_value = "cartflow-consumer")]
+    pub group: String,
+    /// Most messages written in one transaction.
+    #[arg(long, env = "CARTFLOW_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+    /// Longest a batch waits to fill before it is written, in milliseconds.
+    #[arg(long, env = "CARTFLOW_BATCH_TIMEOUT_MS", default_value_t = 50)]
+    pub batch_timeout_ms: u64,
+    /// Do not apply migrations at start (run `cartflow-consumer migrate` yourself).
+    #[arg(long, env = "CARTFLOW_SKIP_MIGRATIONS")]
+    pub skip_migrations: bool,
+    /// Address of the /metrics and /healthz endpoint (port 0 picks a free port).
+    #[arg(long, env = "CARTFLOW_METRICS_ADDR", default_value = "127.0.0.1:9102")]
+    pub metrics_addr: SocketAddr,
+}

@@ -1,0 +1,97 @@
+//! Every metric the consumer exports, named in one place.
+
+use cartflow_common::ops::register;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Messages read from Kafka, by topic kind (`cart_events`, `customers`, `products`).
+    pub consumed: IntCounterVec,
+    /// Events newly stored.
+    pub stored: IntCounter,
+    /// Events skipped because their event_id was already stored.
+    pub duplicates: IntCounter,
+    /// Messages dead-lettered, by reason.
+    pub dead_letters: IntCounterVec,
+    /// Messages per written batch.
+    pub batch_size: Histogram,
+    /// Time to write and commit one batch.
+    pub write_seconds: Histogram,
+    /// Batch writes that failed and were retried.
+    pub write_retries: IntCounter,
+}
+
+impl Metrics {
+    pub fn new(registry: &Registry) -> Self {
+        let r = registry;
+        Metrics {
+            consumed: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cartflow_consumer_consumed_total",
+                        "Messages read from Kafka.",
+                    ),
+                    &["topic"],
+                )
+                .expect("valid metric"),
+            ),
+            stored: register(
+                r,
+                IntCounter::new("cartflow_consumer_stored_total", "Events newly stored.")
+                    .expect("valid metric"),
+            ),
+            duplicates: register(
+                r,
+                IntCounter::new(
+                    "cartflow_consumer_duplicates_total",
+                    "Events skipped because their event_id was already stored.",
+                )
+                .expect("valid metric"),
+            ),
+            dead_letters: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cartflow_consumer_dead_letters_total",
+                        "Messages dead-lettered.",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid metric"),
+            ),
+            batch_size: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "cartflow_consumer_batch_size",
+                        "Messages per written batch.",
+                    )
+                    .buckets(prometheus::exponential_buckets(1.0, 4.0, 9).expect("valid buckets")),
+                )
+                .expect("valid metric"),
+            ),
+            write_seconds: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "cartflow_consumer_write_seconds",
+                        "Time to write and commit one batch.",
+                    )
+                    .buckets(
+                        prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid buckets"),
+                    ),
+                )
+                .expect("valid metric"),
+            ),
+            write_retries: register(
+                r,
+                IntCounter::new(
+                    "cartflow_consumer_write_retries_total",
+                    "Batch writes that failed and were retried.",
+                )
+                .expect("valid metric"),
+            ),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The consume loop: fill a batch, write it, then commit its offsets.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cartflow_common::ops::{self, Health};
+use cartflow_common::{db, kafka};
+use cartflow_schemas::Codec;
+use deadpool_postgres::Pool;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::batch::{Batch, Origin, TopicKind};
+use crate::metrics::Metrics;
+use crate::{Config, Error, store};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Runs one consumer-group member until `shutdown` is cancelled, serving `/metrics` and
+/// `/healthz` on `ops_listener`. The batch in hand when the signal arrives is written and
+/// committed before it returns.
+pub async fn run(
+    config: Config,
+    ops_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let registry = ops::registry();
+    let metrics = Metrics::new(&registry);
+    let health = Health::default();
+    let ops_task = tokio::spawn(ops::serve(
+        ops_listener,
+        ops::router(registry, health.clone()),
+        shutdown.child_token(),
+    ));
+    let result = consume(&config, &metrics, &health, &shutdown).await;
+    health.set_ready(false);
+    ops_task.abort();
+    result
+}
+
+async fn consume(
+    config: &Config,
+    metrics: &Metrics,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    if !config.skip_migrations {
+        db::ensure_database(&config.database.database_url).await?;
+        db::migrate(&config.database.database_url).await?;
+    }
+    let pool = db::pool(&config.database).await?;
+    kafka::check_reachable(&config.kafka, Duration::from_secs(10)).await?;
+
+    let consumer: StreamConsumer = kafka::client_config(&config.kafka, "cartflow-consumer")
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let t = &config.topics;
+    let kinds: HashMap<&str, TopicKind> = HashMap::from([
+        (t.cart_events_topic.as_str(), TopicKind::CartEvents),
+        (t.customers_topic.as_str(), TopicKind::Customers),
+        (t.products_topic.as_str(), TopicKind::Products),
+    ]);
+    let topics: Vec<&str> = kinds.keys().copied().collect();
+    consumer.subscribe(&topics)?;
+    info!(group = %config.group, ?topics, "Consuming.");
+    health.set_ready(true);
+
+    let codec = Codec::single_object();
+    let batch_timeout = Duration::from_millis(config.batch_timeout_ms);
+    let max = config.batch_size as usize;
+    while !shutdown.is_cancelled() {
+        let mut batch = Batch::default();
+        let mut deadline: Option<Instant> = None;
+        while batch.messages < max {
+            let wait = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let message = tokio::select! {
+                m = consumer.recv() => m,
+                () = wait => break,
+                () = shutdown.cancelled() => break,
+            };
+            match message {
+                Ok(m) => {
+                    let Some(&kind) = kinds.get(m.topic()) else {
+                        continue;
+                    };
+                    metrics.consumed.with_label_values(&[kind.label()]).inc();
+                    let origin = Origin {
+                        topic: m.topic().to_owned(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                    };
+                    batch.add(&codec, kind, origin, m.key(), m.payload());
+                    deadline.get_or_insert_with(|| Instant::now() + batch_timeout);
+                }
+                Err(e) => {
+                    warn!(error = %e, "Kafka receive error; the client reconnects by itself.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        if !write_with_retry(&pool, &batch, metrics, shutdown).await {
+            // Stopped while the database was away: the batch is not committed and will be
+            // read again by whoever owns these partitions next.
+            break;
+        }
+        commit(&consumer, &batch, CommitMode::Async)?;
+    }
+    // Offsets of every written batch were committed asynchronously; make sure the last ones
+    // reached the broker before leaving the group.
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        debug!(error = %e, "Final commit had nothing to do.");
+    }
+    info!("Consumer stopped.");
+    Ok(())
+}
+
+/// Writes the batch, retrying with backoff while the database is away. Returns false when
+/// `shutdown` came first.
+async fn write_with_retry(
+    pool: &Pool,
+    batch: &Batch,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let started = Instant::now();
+        match store::write(pool, batch).await {
+            Ok(w) => {
+                metrics
+                    .write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.batch_size.observe(batch.messages as f64);
+                metrics.stored.inc_by(w.stored);
+                metrics.duplicates.inc_by(w.duplicates);
+                for d in &batch.dead_letters {
+                    metrics.dead_letters.with_label_values(&[d.reason]).inc();
+                }
+                if w.dead_letters > batch.dead_letters.len() as u64 {
+                    metrics
+                        .dead_letters
+                        .with_label_values(&["rejected_by_database"])
+                        .inc_by(w.dead_letters - batch.dead_letters.len() as u64);
+                }
+                debug!(
+                    messages = batch.messages,
+                    stored = w.stored,
+                    "Wrote a batch."
+                );
+                return true;
+            }
+            Err(e) => {
+                metrics.write_retries.inc();
+                warn!(error = %e, transient = e.is_transient(), retry_in = ?backoff, "Batch write failed; retrying.");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.cancelled() => return false,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn commit(consumer: &StreamConsumer, batch: &Batch, mode: CommitMode) -> Result<(), Error> {
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), next) in &batch.next_offsets {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    consumer.commit(&list, mode)?;
+    Ok(())
+}
