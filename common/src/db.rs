@@ -85,9 +85,8 @@ pub async fn ensure_database(url: &str) -> Result<bool, Error> {
     if exists {
         return Ok(false);
     }
-    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
     match client
-        .batch_execute(&format!("CREATE DATABASE {quoted}"))
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
         .await
     {
         Ok(()) => {
@@ -139,6 +138,50 @@ pub async fn migrate(url: &str) -> Result<Migrated, Error> {
         info!(migration = %name, "Applied migration.");
     }
     Ok(Migrated { applied, version })
+}
+
+/// A connection that LISTENs on `channel`, and the payloads of its notifications. The
+/// receiver closes when the connection does.
+pub async fn listen(
+    url: &str,
+    channel: &str,
+) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<String>), Error> {
+    let config = parse(url)?;
+    let (client, mut connection) =
+        config
+            .connect(NoTls)
+            .await
+            .map_err(|e| Error::DatabaseUnreachable {
+                url: redact(url),
+                reason: e.to_string(),
+            })?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = futures::StreamExt::next(&mut messages).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "LISTEN connection closed.");
+                    break;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {}", quote_ident(channel)))
+        .await?;
+    Ok((client, rx))
+}
+
+/// `name` as a quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn parse(url: &str) -> Result<Config, Error> {

@@ -1,0 +1,13 @@
+//! The crate's one error type.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Common(#[from] cartflow_common::Error),
+    #[error("PostgreSQL error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL pool error: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
