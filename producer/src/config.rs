@@ -32,7 +32,7 @@ pub struct Config {
     #[arg(long, env = "CARTFLOW_CUSTOMERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub customers: u32,
     /// Cart events per second; 0 publishes as fast as the broker takes them.
-    #[arg(long, env = "CARTFLOW_RATE", default_value_t = 20.0, value_parser = parse_rate)]
+    #[arg(long, env = "CARTFLOW_RATE", default_value_t = 20.0, value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: f64,
     /// Stop after this many cart events (default: run until stopped).
     #[arg(long, env = "CARTFLOW_COUNT")]
@@ -60,5 +60,32 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         Ok(rate)
     } else {
         Err(format!("{s} must be 0 (unthrottled) or a positive number"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Config;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c = Config::try_parse_from(["cartflow-producer"]).unwrap();
+        assert_eq!(c.customers, 100);
+        assert_eq!(c.rate, 20.0);
+        assert_eq!(c.partitions, 6);
+        assert_eq!(c.schema_version, 2);
+        assert_eq!(c.kafka.brokers, "127.0.0.1:9092");
+    }
+
+    #[test]
+    fn a_bad_flag_says_which_and_why() {
+        let err = Config::try_parse_from(["cartflow-producer", "--rate", "-3"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("--rate") && msg.contains("positive"), "{msg}");
+        let err =
+            Config::try_parse_from(["cartflow-producer", "--schema-version", "3"]).unwrap_err();
+        assert!(err.to_string().contains("--schema-version"), "{err}");
     }
 }

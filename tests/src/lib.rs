@@ -1,0 +1,198 @@
+//! Helpers for the cross-service tests.
+//!
+//! The tests run against the real broker and PostgreSQL that `deploy/local/test.sh` starts
+//! (or whatever `KAFKA_BROKERS` and `DATABASE_URL` point at). Each test gets a fresh database
+//! and its own topic names, so tests run side by side against one shared stack; services are
+//! started in-process on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cartflow_common::config::{DatabaseArgs, KafkaArgs, TopicArgs};
+use cartflow_common::db;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+/// The FakeStore-shaped catalogue the tests serve (20 products, 4 categories, some whole-number
+/// prices and rates).
+pub const FAKESTORE_PRODUCTS: &str = include_str!("../fixtures/fakestore-products.json");
+
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/cartflow";
+const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
+/// A fresh database and fresh topic names on the shared stack.
+#[derive(Debug)]
+pub struct TestEnv {
+    pub database_url: String,
+    pub database_name: String,
+    pub brokers: String,
+    pub topics: TopicArgs,
+    /// A unique suffix for consumer groups and the like.
+    pub id: String,
+    admin_url: String,
+}
+
+impl TestEnv {
+    /// Creates and migrates a new database. Panics with instructions when the stack is not
+    /// running: these tests are meant to fail, not skip, without their services.
+    pub async fn new() -> TestEnv {
+        let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
+        let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| DEFAULT_BROKERS.into());
+        let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let database_name = format!("cartflow_test_{id}");
+        let database_url = with_database(&base, &database_name);
+        let hint = "the cross-service tests need PostgreSQL and a Kafka broker: run them with \
+                    deploy/local/test.sh, which starts both";
+        db::ensure_database(&database_url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n({hint})"));
+        db::migrate(&database_url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n({hint})"));
+        cartflow_common::kafka::check_reachable(
+            &KafkaArgs {
+                brokers: brokers.clone(),
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n({hint})"));
+        TestEnv {
+            admin_url: with_database(&base, "postgres"),
+            database_url,
+            database_name,
+            brokers,
+            topics: TopicArgs::with_prefix(&format!("t{id}-")),
+            id,
+        }
+    }
+
+    pub fn kafka(&self) -> KafkaArgs {
+        KafkaArgs {
+            brokers: self.brokers.clone(),
+        }
+    }
+
+    pub fn database(&self) -> DatabaseArgs {
+        DatabaseArgs::new(&self.database_url)
+    }
+
+    /// The flags every service shares, for `Config::parse_from`.
+    pub fn kafka_flags(&self) -> Vec<String> {
+        vec![
+            "--kafka-brokers".into(),
+            self.brokers.clone(),
+            "--cart-events-topic".into(),
+            self.topics.cart_events_topic.clone(),
+            "--products-topic".into(),
+            self.topics.products_topic.clone(),
+            "--customers-topic".into(),
+            self.topics.customers_topic.clone(),
+        ]
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        db::connect(&self.database_url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// One number from a query such as `SELECT count(*) FROM events`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    /// Drops the test database. Call it at the end of a passing test; a failing test keeps
+    /// its database for a post-mortem.
+    pub async fn cleanup(self) {
+        let admin = db::connect(&self.admin_url)
+            .await
+            .expect("connect as admin");
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                db::quote_ident(&self.database_name)
+            ))
+            .await
+            .expect("drop the test database");
+    }
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let root = match base.rfind('/') {
+        Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// A listener on a free loopback port.
+pub async fn any_port() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind port 0")
+}
+
+/// Serves `body` as JSON at `/products` with `status`; returns the URL.
+pub async fn serve_catalogue(status: u16, body: &'static str) -> String {
+    let listener = any_port().await;
+    let addr: SocketAddr = listener.local_addr().expect("local addr");
+    let status = axum::http::StatusCode::from_u16(status).expect("status");
+    let app = axum::Router::new().route(
+        "/products",
+        axum::routing::get(move || async move {
+            (status, [("content-type", "application/json")], body)
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/products")
+}
+
+/// Polls `check` until it returns true; panics with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/cartflow", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}

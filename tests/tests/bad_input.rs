@@ -1,0 +1,157 @@
+//! Bad input loses nothing: a message the consumer cannot store is kept in `dead_letters`
+//! with its raw bytes and reason, and the good event after it is stored as usual.
+
+use std::time::Duration;
+
+use cartflow_common::kafka::{self, TopicSpec};
+use cartflow_schemas::{Action, CartEvent, Codec, Money};
+use cartflow_tests::{TestEnv, any_port, wait_until};
+use chrono::Utc;
+use clap::Parser;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn event(price_cents: i64) -> CartEvent {
+    CartEvent {
+        event_id: Uuid::new_v4(),
+        customer_id: 1,
+        product_id: 1,
+        product_title: "Mens Cotton Jacket".into(),
+        product_price: Money::from_cents(price_cents),
+        product_image: String::new(),
+        action: Action::AddToCart,
+        description: "added".into(),
+        timestamp: Utc::now(),
+        session_id: None,
+        user_agent: None,
+        ip_address: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_and_the_next_event_is_stored() {
+    let env = TestEnv::new().await;
+    let topic = env.topics.cart_events_topic.clone();
+    kafka::ensure_topics(
+        &env.kafka(),
+        &[TopicSpec {
+            name: topic.clone(),
+            partitions: 1,
+            compacted: false,
+        }],
+    )
+    .await
+    .expect("create topic");
+
+    let codec = Codec::single_object();
+    let good = event(5_599);
+    let mut truncated = codec.encode(&event(100)).expect("encode");
+    truncated.truncate(truncated.len() - 3);
+    let poison: Vec<(&str, Vec<u8>)> = vec![
+        ("bad_header", b"{\"not\": \"avro\"}".to_vec()),
+        (
+            "unknown_fingerprint",
+            vec![0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0],
+        ),
+        ("truncated_body", truncated),
+        ("invalid_field", codec.encode(&event(-100)).expect("encode")),
+    ];
+    let producer: FutureProducer = kafka::client_config(&env.kafka(), "test")
+        .create()
+        .expect("producer");
+    for (_, bytes) in &poison {
+        producer
+            .send(
+                FutureRecord::to(&topic).key("1").payload(bytes),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("send poison");
+    }
+    let bytes = codec.encode(&good).expect("encode");
+    producer
+        .send(
+            FutureRecord::to(&topic).key("1").payload(&bytes),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("send good");
+
+    let mut args = vec!["cartflow-consumer".to_owned()];
+    args.extend(env.kafka_flags());
+    args.extend([
+        "--database-url".into(),
+        env.database_url.clone(),
+        "--group".into(),
+        format!("test-{}", env.id),
+    ]);
+    let config = cartflow_consumer::Cli::try_parse_from(args)
+        .expect("flags")
+        .run;
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(cartflow_consumer::run(
+        config,
+        any_port().await,
+        stop.clone(),
+    ));
+
+    wait_until("the good event", Duration::from_secs(60), || async {
+        env.count("SELECT count(*) FROM events").await == 1
+    })
+    .await;
+    stop.cancel();
+    consumer
+        .await
+        .expect("task")
+        .expect("consumer exits cleanly");
+
+    let client = env.client().await;
+    let stored: Uuid = client
+        .query_one("SELECT event_id FROM events", &[])
+        .await
+        .expect("event")
+        .get(0);
+    assert_eq!(stored, good.event_id);
+    let rows = client
+        .query(
+            "SELECT reason, payload, kafka_offset FROM dead_letters ORDER BY kafka_offset",
+            &[],
+        )
+        .await
+        .expect("dead letters");
+    assert_eq!(rows.len(), poison.len());
+    for (row, (reason, bytes)) in rows.iter().zip(&poison) {
+        assert_eq!(row.get::<_, String>(0), *reason);
+        assert_eq!(row.get::<_, Vec<u8>>(1), *bytes, "raw bytes kept");
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let env = TestEnv::new().await;
+    // TestEnv::new applied them once already.
+    let again = cartflow_common::db::migrate(&env.database_url)
+        .await
+        .expect("migrate");
+    assert!(again.applied.is_empty(), "{:?}", again.applied);
+    assert_eq!(again.version, Some(1));
+    let client = env.client().await;
+    let refused = client
+        .execute(
+            "INSERT INTO customers (customer_id, name, age, email) VALUES (1, 'x', 121, 'x@example.com')",
+            &[],
+        )
+        .await;
+    assert!(refused.is_err(), "age above 120 is refused");
+    let refused = client
+        .execute(
+            "INSERT INTO events (event_id, customer_id, product_id, product_title, product_price, action, \"timestamp\", kafka_partition, kafka_offset)
+             VALUES (gen_random_uuid(), 1, 1, 't', 1, 'wishlist', now(), 0, 0)",
+            &[],
+        )
+        .await;
+    assert!(refused.is_err(), "unknown action is refused");
+    env.cleanup().await;
+}

@@ -1,0 +1,150 @@
+//! One slice end to end: the producer publishes a catalogue, customers and N cart events to
+//! the real broker; the consumer stores them in the real PostgreSQL; exactly the published
+//! set arrives.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cartflow_producer::catalogue::{self, Source};
+use cartflow_producer::simulate::Simulator;
+use cartflow_tests::{FAKESTORE_PRODUCTS, TestEnv, any_port, serve_catalogue, wait_until};
+use chrono::Utc;
+use clap::Parser;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const EVENTS: u64 = 3_000;
+const CUSTOMERS: u32 = 60;
+const SEED: u64 = 42;
+
+fn consumer_config(env: &TestEnv) -> cartflow_consumer::Config {
+    let mut args = vec!["cartflow-consumer".to_owned()];
+    args.extend(env.kafka_flags());
+    args.extend([
+        "--database-url".into(),
+        env.database_url.clone(),
+        "--group".into(),
+        format!("test-{}", env.id),
+        "--batch-size".into(),
+        "500".into(),
+    ]);
+    let cli = cartflow_consumer::Cli::try_parse_from(args).expect("consumer flags");
+    cli.run
+}
+
+fn producer_config(env: &TestEnv, catalogue_url: &str) -> cartflow_producer::Config {
+    let mut args = vec!["cartflow-producer".to_owned()];
+    args.extend(env.kafka_flags());
+    args.extend([
+        "--catalogue-url".into(),
+        catalogue_url.into(),
+        "--customers".into(),
+        CUSTOMERS.to_string(),
+        "--count".into(),
+        EVENTS.to_string(),
+        "--rate".into(),
+        "0".into(),
+        "--seed".into(),
+        SEED.to_string(),
+    ]);
+    cartflow_producer::Config::try_parse_from(args).expect("producer flags")
+}
+
+/// The event ids the producer publishes for `SEED`: the simulation is a pure function of it.
+fn expected_event_ids() -> HashSet<Uuid> {
+    let metrics = cartflow_producer::metrics::Metrics::new(&prometheus::Registry::new());
+    let products =
+        catalogue::parse(FAKESTORE_PRODUCTS.as_bytes(), &metrics).expect("fixture parses");
+    let customers = cartflow_producer::customers::generate(
+        &mut StdRng::seed_from_u64(SEED),
+        CUSTOMERS,
+        Utc::now(),
+    );
+    let mut sim = Simulator::new(SEED, customers, products);
+    (0..EVENTS)
+        .map(|_| sim.next_event(Utc::now()).event_id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_customer_and_product_lands_in_postgres_exactly_once() {
+    let env = TestEnv::new().await;
+    let catalogue_url = serve_catalogue(200, FAKESTORE_PRODUCTS).await;
+
+    let stop_consumer = CancellationToken::new();
+    let consumer = tokio::spawn(cartflow_consumer::run(
+        consumer_config(&env),
+        any_port().await,
+        stop_consumer.clone(),
+    ));
+
+    let report = cartflow_producer::run(
+        producer_config(&env, &catalogue_url),
+        any_port().await,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("producer run");
+    assert_eq!(report.events, EVENTS);
+    assert_eq!(report.catalogue, Source::Fetched);
+    assert_eq!(report.products, 20);
+
+    wait_until(
+        "every event to be stored",
+        Duration::from_secs(60),
+        || async { env.count("SELECT count(*) FROM events").await >= EVENTS as i64 },
+    )
+    .await;
+    wait_until(
+        "every customer and product",
+        Duration::from_secs(30),
+        || async {
+            env.count("SELECT count(*) FROM customers").await == i64::from(CUSTOMERS)
+                && env.count("SELECT count(*) FROM products").await == 20
+        },
+    )
+    .await;
+
+    stop_consumer.cancel();
+    tokio::time::timeout(Duration::from_secs(10), consumer)
+        .await
+        .expect("consumer stops within 10 s")
+        .expect("consumer task")
+        .expect("consumer exits cleanly");
+
+    let client = env.client().await;
+    let stored: HashSet<Uuid> = client
+        .query("SELECT event_id FROM events", &[])
+        .await
+        .expect("event ids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        env.count("SELECT count(*) FROM events").await,
+        EVENTS as i64,
+        "no duplicates"
+    );
+    assert_eq!(stored, expected_event_ids(), "exactly the published events");
+
+    let customer_ids: HashSet<i64> = client
+        .query("SELECT customer_id FROM customers", &[])
+        .await
+        .expect("customers")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(customer_ids, (1..=i64::from(CUSTOMERS)).collect());
+    let whole = env
+        .count("SELECT count(*) FROM products WHERE price = 695.00 AND rating_rate = 4.6")
+        .await;
+    assert_eq!(whole, 1, "the whole-number price 695 is stored exactly");
+    assert_eq!(env.count("SELECT count(*) FROM dead_letters").await, 0);
+    let origins = env
+        .count("SELECT count(DISTINCT kafka_partition) FROM events")
+        .await;
+    assert!(origins > 1, "events spread over the topic's partitions");
+    env.cleanup().await;
+}
