@@ -1,0 +1,145 @@
+# Shared by run.sh, test.sh and stop.sh: finding, installing and starting what cartflow needs
+# on one machine without Docker. Source it; do not run it.
+
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RUN_DIR="${CARTFLOW_RUN_DIR:-$ROOT/.run}"
+TANSU_VERSION="${CARTFLOW_TANSU_VERSION:-0.6.0}"
+: "${DATABASE_URL:=postgres://postgres@127.0.0.1:5432/cartflow}"
+: "${KAFKA_BROKERS:=127.0.0.1:9092}"
+export DATABASE_URL KAFKA_BROKERS
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+if [ -t 2 ]; then BOLD=$'\033[1m'; RED=$'\033[31m'; OFF=$'\033[0m'; else BOLD=; RED=; OFF=; fi
+say() { printf '%s==>%s %s\n' "$BOLD" "$OFF" "$*" >&2; }
+die() { printf '%serror:%s %s\n' "$RED" "$OFF" "$*" >&2; exit 1; }
+trap 'die "$(basename "$0") failed at line $LINENO: $BASH_COMMAND"' ERR
+
+# Runs a command as root: directly, through sudo, or not at all.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else return 1
+  fi
+}
+
+# True when something accepts TCP connections at host:port (1 s timeout).
+port_open() { timeout 1 bash -c ">/dev/tcp/$1/$2" 2>/dev/null; }
+
+wait_port() { # host port seconds what
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do port_open "$1" "$2" && return 0; sleep 0.1; done
+  return 1
+}
+
+is_local() { case "$1" in 127.*|localhost|::1|\[::1\]) return 0 ;; *) return 1 ;; esac; }
+
+# host and port of DATABASE_URL (postgres://user[:pw]@host[:port]/db?params)
+db_host() { local h=${DATABASE_URL#*://}; h=${h#*@}; h=${h%%/*}; h=${h%%\?*}; echo "${h%:*}"; }
+db_port() { local h=${DATABASE_URL#*://}; h=${h#*@}; h=${h%%/*}; h=${h%%\?*}; [[ $h == *:* ]] && echo "${h##*:}" || echo 5432; }
+db_has_password() { local u=${DATABASE_URL#*://}; [[ $u == *@* ]] && u=${u%%@*} && [[ $u == *:* ]]; }
+kafka_host() { local b=${KAFKA_BROKERS%%,*}; echo "${b%:*}"; }
+kafka_port() { local b=${KAFKA_BROKERS%%,*}; echo "${b##*:}"; }
+
+apt_install() {
+  say "Installing $* from the distribution's packages"
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install $* yourself (this script knows Debian and Ubuntu)."
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+    || die "apt-get update failed: run as root or with sudo, or install $* yourself."
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null \
+    || die "Could not install $*: run as root or with sudo, or install them yourself."
+}
+
+# The C toolchain librdkafka (built by the rdkafka crate) needs.
+ensure_build_tools() {
+  local missing=()
+  command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (rustup) first."
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+# PostgreSQL at DATABASE_URL: reused when it answers; otherwise installed from the
+# distribution's packages (when missing) and started. The database itself is created by
+# `cartflow-consumer migrate`.
+ensure_postgres() {
+  local host port
+  host=$(db_host); port=$(db_port)
+  if port_open "$host" "$port"; then
+    say "PostgreSQL answers at $host:$port"
+    return
+  fi
+  is_local "$host" || die "PostgreSQL at $host:$port does not answer, and it is not on this machine: start it, or point DATABASE_URL at a running server."
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+  fi
+  local version conf
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  conf=/etc/postgresql/$version/main
+  local cluster_port
+  cluster_port=$(sed -n 's/^port *= *\([0-9]*\).*/\1/p' "$conf/postgresql.conf" | head -n 1)
+  [ "${cluster_port:-5432}" = "$port" ] || die "The local PostgreSQL cluster listens on port ${cluster_port:-5432}, but DATABASE_URL says $port."
+  if ! db_has_password && ! grep -q '^# cartflow: trust local TCP' "$conf/pg_hba.conf"; then
+    # The default URL has no password: let local TCP connections in without one. This is a
+    # development cluster on loopback only.
+    say "Allowing password-less loopback connections in $conf/pg_hba.conf"
+    as_root sed -i '1i # cartflow: trust local TCP\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$conf/pg_hba.conf" \
+      || die "Could not edit $conf/pg_hba.conf: run as root or with sudo."
+  fi
+  say "Starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
+    || as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload 2>/dev/null || true
+  wait_port "$host" "$port" 30 || die "PostgreSQL did not start: see /var/log/postgresql/postgresql-$version-main.log"
+  say "PostgreSQL answers at $host:$port"
+}
+
+# A Kafka broker at KAFKA_BROKERS: reused when it answers; otherwise tansu, installed with
+# cargo when missing, started with in-memory storage.
+TANSU_STARTED=0
+ensure_kafka() {
+  local host port
+  host=$(kafka_host); port=$(kafka_port)
+  if port_open "$host" "$port"; then
+    say "Kafka broker answers at $host:$port"
+    return
+  fi
+  is_local "$host" || die "No Kafka broker answers at $host:$port, and it is not on this machine: start one, or point KAFKA_BROKERS at a running broker."
+  if ! command -v tansu >/dev/null 2>&1; then
+    ensure_build_tools
+    say "Installing the tansu broker $TANSU_VERSION with cargo install (a one-time build of 7 to 20 minutes)"
+    cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres \
+      >"${TMPDIR:-/tmp}/cartflow-tansu-install.log" 2>&1 \
+      || { tail -n 30 "${TMPDIR:-/tmp}/cartflow-tansu-install.log" >&2; die "cargo install tansu failed (full log: ${TMPDIR:-/tmp}/cartflow-tansu-install.log)."; }
+  fi
+  mkdir -p "$RUN_DIR"
+  say "Starting tansu on $host:$port (in-memory storage: topics are gone when it stops)"
+  # setsid: a Ctrl-C in this terminal is for run.sh to handle, not for the broker.
+  setsid tansu broker \
+    --listener-url "tcp://$host:$port" \
+    --advertised-listener-url "tcp://$host:$port" \
+    --storage-engine memory://tansu/ \
+    >"$RUN_DIR/tansu.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/tansu.pid"
+  TANSU_STARTED=1
+  wait_port "$host" "$port" 30 || { tail -n 20 "$RUN_DIR/tansu.log" >&2; die "tansu did not start (log: $RUN_DIR/tansu.log)."; }
+  say "Kafka broker (tansu) answers at $host:$port"
+}
+
+# Stops the process in RUN_DIR/NAME.pid: SIGTERM, then SIGKILL after 15 s.
+stop_pidfile() {
+  local name=$1 file="$RUN_DIR/$1.pid" pid i
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "$name did not stop within 15 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    else
+      say "Stopped $name (pid $pid)"
+    fi
+  fi
+  rm -f "$file"
+}

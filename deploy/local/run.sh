@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Runs the whole cartflow system on this machine, without Docker.
+#
+# Reuses PostgreSQL and a Kafka broker when they already answer at DATABASE_URL and
+# KAFKA_BROKERS; otherwise installs PostgreSQL from the distribution's packages and tansu with
+# cargo, and starts them. Then builds the services (release), migrates the database and starts
+# the consumer, projector, gateway and producer, with logs and pid files under .run/.
+#
+# Usage: deploy/local/run.sh [--detach]
+#   (foreground)  Ctrl-C stops every process this script started.
+#   --detach      leave everything running; deploy/local/stop.sh stops it.
+#
+# Environment: DATABASE_URL, KAFKA_BROKERS, CARTFLOW_GATEWAY_ADDR (127.0.0.1:8080),
+# CARTFLOW_RATE (20 events/s), CARTFLOW_CUSTOMERS (100), CARTFLOW_PROFILE (release or dev),
+# and any other flag's variable (see each binary's --help).
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+DETACH=0
+for arg in "$@"; do
+  case "$arg" in
+    --detach|-d) DETACH=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "Unknown argument $arg (usage: deploy/local/run.sh [--detach])" ;;
+  esac
+done
+
+GATEWAY_ADDR="${CARTFLOW_GATEWAY_ADDR:-127.0.0.1:8080}"
+PROFILE="${CARTFLOW_PROFILE:-release}"
+case "$PROFILE" in
+  release) BIN="$ROOT/target/release"; BUILD=(cargo build --release --bins) ;;
+  dev) BIN="$ROOT/target/debug"; BUILD=(cargo build --bins) ;;
+  *) die "CARTFLOW_PROFILE must be release or dev, not $PROFILE" ;;
+esac
+
+mkdir -p "$RUN_DIR"
+SERVICES=(consumer projector gateway producer)
+running=()
+for name in "${SERVICES[@]}"; do
+  if [ -f "$RUN_DIR/$name.pid" ] && kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then
+    running+=("$name")
+  fi
+done
+if [ ${#running[@]} -gt 0 ]; then
+  say "cartflow is already running (${running[*]}); dashboard at http://$GATEWAY_ADDR/"
+  say "Stop it with deploy/local/stop.sh"
+  exit 0
+fi
+
+ensure_build_tools
+ensure_postgres
+ensure_kafka
+
+say "Building the services (${BUILD[*]})"
+"${BUILD[@]}" || die "The build failed (above)."
+
+say "Migrating the database"
+"$BIN/cartflow-consumer" migrate >"$RUN_DIR/migrate.log" 2>&1 \
+  || { cat "$RUN_DIR/migrate.log" >&2; die "Migration failed."; }
+
+start() { # name binary args...
+  local name=$1; shift
+  setsid "$@" >"$RUN_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+stop_all() {
+  trap - INT TERM EXIT
+  say "Stopping"
+  for name in producer gateway projector consumer; do stop_pidfile "$name"; done
+  if [ "$TANSU_STARTED" = 1 ]; then stop_pidfile tansu; fi
+}
+
+if [ "$DETACH" = 0 ]; then trap stop_all INT TERM EXIT; fi
+
+say "Starting the consumer, projector and gateway"
+start consumer "$BIN/cartflow-consumer" --skip-migrations --metrics-addr 127.0.0.1:9102
+start projector "$BIN/cartflow-projector" --metrics-addr 127.0.0.1:9103
+start gateway "$BIN/cartflow-gateway" --listen "$GATEWAY_ADDR"
+say "Starting the producer (${CARTFLOW_RATE:-20} events/s)"
+start producer "$BIN/cartflow-producer" --metrics-addr 127.0.0.1:9101
+
+# Every service answers /healthz once it is up; a service that exits is reported with its log.
+healthy() { # host:port
+  timeout 3 bash -c '
+    exec 3<>"/dev/tcp/${1%:*}/${1##*:}" || exit 1
+    printf "GET /healthz HTTP/1.0\r\nHost: %s\r\n\r\n" "$1" >&3
+    IFS= read -r status <&3
+    [[ $status == *" 200 "* ]]' _ "$1" 2>/dev/null
+}
+for pair in consumer=127.0.0.1:9102 projector=127.0.0.1:9103 gateway=$GATEWAY_ADDR producer=127.0.0.1:9101; do
+  name=${pair%%=*}; addr=${pair#*=}
+  for ((i = 0; i < 600; i++)); do
+    healthy "$addr" && break
+    if ! kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then
+      tail -n 20 "$RUN_DIR/$name.log" >&2
+      die "$name exited during start-up (log: $RUN_DIR/$name.log)."
+    fi
+    sleep 0.1
+  done
+  healthy "$addr" || die "$name did not become healthy within 60 s (log: $RUN_DIR/$name.log)."
+done
+
+cat >&2 <<TXT
+
+  cartflow is running.
+    Dashboard   http://$GATEWAY_ADDR/
+    Snapshot    http://$GATEWAY_ADDR/api/snapshot
+    Metrics     http://127.0.0.1:9101/metrics (producer)  :9102 (consumer)  :9103 (projector)  http://$GATEWAY_ADDR/metrics
+    Logs, pids  $RUN_DIR/
+TXT
+if [ "$DETACH" = 1 ]; then
+  say "Detached. Stop everything with deploy/local/stop.sh"
+  exit 0
+fi
+say "Press Ctrl-C to stop everything"
+# Wait until a service exits or the user presses Ctrl-C (the trap stops the rest).
+while :; do
+  for name in "${SERVICES[@]}"; do
+    if ! kill -0 "$(cat "$RUN_DIR/$name.pid" 2>/dev/null || echo 0)" 2>/dev/null; then
+      say "$name exited (log: $RUN_DIR/$name.log)"
+      exit 1
+    fi
+  done
+  sleep 1
+done

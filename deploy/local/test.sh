@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against a real PostgreSQL and a real Kafka broker.
+#
+# Brings up the same dependencies as run.sh (reusing what already answers at DATABASE_URL and
+# KAFKA_BROKERS, installing PostgreSQL or tansu when missing), then checks formatting and
+# lints, and runs `cargo test --workspace`. A broker it started is stopped at exit.
+#
+# Usage: deploy/local/test.sh [extra cargo test arguments]
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+cleanup() { if [ "$TANSU_STARTED" = 1 ]; then stop_pidfile tansu; fi; }
+trap cleanup EXIT
+
+ensure_build_tools
+ensure_postgres
+ensure_kafka
+
+say "Checking formatting (cargo fmt --check)"
+cargo fmt --all -- --check || die "Formatting differs: run cargo fmt --all."
+say "Linting (cargo clippy -D warnings)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy found problems (above)."
+say "Running the tests"
+log="$RUN_DIR/test.log"
+mkdir -p "$RUN_DIR"
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary, so the total is not lost among cargo's per-binary
+# summaries.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+[ "$status" = 0 ] || die "Tests failed (full output: $log)."
+say "All tests passed"
