@@ -15,6 +15,10 @@ mod embedded {
     refinery::embed_migrations!("../migrations");
 }
 
+/// The channel the consumer NOTIFYs after each committed batch that stored events; the
+/// projector LISTENs on it.
+pub const EVENTS_CHANNEL: &str = "cartflow_events";
+
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x6361_7274_666c_6f77; // "cartflow"
 
@@ -46,15 +50,7 @@ pub async fn pool(args: &DatabaseArgs) -> Result<Pool, Error> {
 
 /// One connection, driven on a background task.
 pub async fn connect(url: &str) -> Result<Client, Error> {
-    let config = parse(url)?;
-    let (client, connection) =
-        config
-            .connect(NoTls)
-            .await
-            .map_err(|e| Error::DatabaseUnreachable {
-                url: redact(url),
-                reason: e.to_string(),
-            })?;
+    let (client, connection) = open(&parse(url)?, url).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             warn!(error = %e, "PostgreSQL connection closed.");
@@ -69,14 +65,7 @@ pub async fn ensure_database(url: &str) -> Result<bool, Error> {
     let name = config.get_dbname().unwrap_or("postgres").to_owned();
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let (client, connection) =
-        admin
-            .connect(NoTls)
-            .await
-            .map_err(|e| Error::DatabaseUnreachable {
-                url: redact(url),
-                reason: e.to_string(),
-            })?;
+    let (client, connection) = open(&admin, url).await?;
     tokio::spawn(connection);
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
@@ -146,15 +135,7 @@ pub async fn listen(
     url: &str,
     channel: &str,
 ) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<String>), Error> {
-    let config = parse(url)?;
-    let (client, mut connection) =
-        config
-            .connect(NoTls)
-            .await
-            .map_err(|e| Error::DatabaseUnreachable {
-                url: redact(url),
-                reason: e.to_string(),
-            })?;
+    let (client, mut connection) = open(&parse(url)?, url).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -182,6 +163,26 @@ pub async fn listen(
 /// `name` as a quoted SQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Connects with `config`; `url` only names the server in the error.
+async fn open(
+    config: &Config,
+    url: &str,
+) -> Result<
+    (
+        Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    ),
+    Error,
+> {
+    config
+        .connect(NoTls)
+        .await
+        .map_err(|e| Error::DatabaseUnreachable {
+            url: redact(url),
+            reason: e.to_string(),
+        })
 }
 
 fn parse(url: &str) -> Result<Config, Error> {

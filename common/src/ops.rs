@@ -70,6 +70,40 @@ async fn healthz(State(state): State<OpsState>) -> impl IntoResponse {
     }
 }
 
+/// A running ops endpoint: the registry services add their metrics to, the health flag, and
+/// the server task, stopped when this is dropped or `shutdown` is cancelled.
+#[derive(Debug)]
+pub struct OpsServer {
+    pub registry: Registry,
+    pub health: Health,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl OpsServer {
+    /// Serves `/metrics` and `/healthz` on `listener`.
+    pub fn start(listener: TcpListener, shutdown: &CancellationToken) -> Self {
+        let registry = registry();
+        let health = Health::default();
+        let task = tokio::spawn(serve(
+            listener,
+            router(registry.clone(), health.clone()),
+            shutdown.child_token(),
+        ));
+        OpsServer {
+            registry,
+            health,
+            task,
+        }
+    }
+}
+
+impl Drop for OpsServer {
+    fn drop(&mut self) {
+        self.health.set_ready(false);
+        self.task.abort();
+    }
+}
+
 /// Binds `addr`, with an error that names the address.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)

@@ -4,7 +4,7 @@
 //! customers and products are upserted in offset order, so the latest version wins. A row
 //! that PostgreSQL refuses (a customer whose email another customer already has, say) is
 //! dead-lettered under a savepoint instead of failing the batch. The transaction ends with a
-//! NOTIFY on [`NOTIFY_CHANNEL`], delivered on commit.
+//! NOTIFY on [`EVENTS_CHANNEL`](cartflow_common::db::EVENTS_CHANNEL), delivered on commit.
 
 use std::net::IpAddr;
 
@@ -16,9 +16,6 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::batch::{Batch, DeadLetter, Origin, StoredEvent};
-
-/// The channel the consumer NOTIFYs after each committed batch that stored events.
-pub const NOTIFY_CHANNEL: &str = "cartflow_events";
 
 /// What one write did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -116,7 +113,10 @@ pub async fn write(pool: &Pool, batch: &Batch) -> Result<Written, Error> {
     if written.stored > 0 {
         tx.execute(
             "SELECT pg_notify($1, $2)",
-            &[&NOTIFY_CHANNEL, &written.stored.to_string()],
+            &[
+                &cartflow_common::db::EVENTS_CHANNEL,
+                &written.stored.to_string(),
+            ],
         )
         .await?;
     }

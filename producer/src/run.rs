@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use cartflow_common::kafka::{self, TopicSpec};
-use cartflow_common::ops::{self, Health};
+use cartflow_common::ops::{Health, OpsServer};
 use cartflow_schemas::{CartEvent, Codec, SchemaRef};
 use chrono::Utc;
 use rand::SeedableRng;
@@ -37,18 +37,9 @@ pub async fn run(
     ops_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Report, Error> {
-    let registry = ops::registry();
-    let metrics = Metrics::new(&registry);
-    let health = Health::default();
-    let ops_task = tokio::spawn(ops::serve(
-        ops_listener,
-        ops::router(registry, health.clone()),
-        shutdown.child_token(),
-    ));
-    let result = produce(&config, &metrics, &health, &shutdown).await;
-    health.set_ready(false);
-    ops_task.abort();
-    result
+    let ops = OpsServer::start(ops_listener, &shutdown);
+    let metrics = Metrics::new(&ops.registry);
+    produce(&config, &metrics, &ops.health, &shutdown).await
 }
 
 async fn produce(

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use cartflow_common::db;
-use cartflow_common::ops::{self, Health};
+use cartflow_common::ops::{Health, OpsServer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -13,8 +13,6 @@ use crate::{Config, Error};
 
 /// The advisory lock only the active projector holds.
 const WRITER_LOCK: i64 = 0x7072_6f6a_6563_7472; // "projectr"
-/// The consumer's channel (see `cartflow_consumer::store::NOTIFY_CHANNEL`).
-const EVENTS_CHANNEL: &str = "cartflow_events";
 
 /// Runs until `shutdown` is cancelled: waits as a standby until it holds the writer lock,
 /// then follows the consumer's notifications.
@@ -23,17 +21,9 @@ pub async fn run(
     ops_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let registry = ops::registry();
-    let metrics = Metrics::new(&registry);
-    let health = Health::default();
-    let ops_task = tokio::spawn(ops::serve(
-        ops_listener,
-        ops::router(registry, health.clone()),
-        shutdown.child_token(),
-    ));
-    let result = project(&config, &metrics, &health, &shutdown).await;
-    ops_task.abort();
-    result
+    let ops = OpsServer::start(ops_listener, &shutdown);
+    let metrics = Metrics::new(&ops.registry);
+    project(&config, &metrics, &ops.health, &shutdown).await
 }
 
 async fn project(
@@ -45,7 +35,7 @@ async fn project(
     let url = &config.database.database_url;
     // The lock lives as long as this session: if the process dies, PostgreSQL frees it and
     // the standby takes over.
-    let (leader, mut wakeups) = db::listen(url, EVENTS_CHANNEL).await?;
+    let (leader, mut wakeups) = db::listen(url, db::EVENTS_CHANNEL).await?;
     health.set_ready(true);
     let poll = Duration::from_millis(config.standby_poll_ms.max(10));
     let mut announced = false;

@@ -92,6 +92,24 @@ impl TestEnv {
         ]
     }
 
+    /// A consumer of this environment's topics and database, in its own group.
+    pub fn consumer_config(&self) -> cartflow_consumer::Config {
+        use clap::Parser;
+        let mut args = vec!["cartflow-consumer".to_owned()];
+        args.extend(self.kafka_flags());
+        args.extend([
+            "--database-url".into(),
+            self.database_url.clone(),
+            "--group".into(),
+            format!("test-{}", self.id),
+            "--batch-size".into(),
+            "500".into(),
+        ]);
+        cartflow_consumer::Cli::try_parse_from(args)
+            .expect("consumer flags")
+            .run
+    }
+
     pub async fn client(&self) -> tokio_postgres::Client {
         db::connect(&self.database_url)
             .await

@@ -7,7 +7,6 @@ use cartflow_common::kafka::{self, TopicSpec};
 use cartflow_schemas::{Action, CartEvent, Codec, Money};
 use cartflow_tests::{TestEnv, any_port, wait_until};
 use chrono::Utc;
-use clap::Parser;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -78,17 +77,7 @@ async fn poison_messages_are_dead_lettered_and_the_next_event_is_stored() {
         .await
         .expect("send good");
 
-    let mut args = vec!["cartflow-consumer".to_owned()];
-    args.extend(env.kafka_flags());
-    args.extend([
-        "--database-url".into(),
-        env.database_url.clone(),
-        "--group".into(),
-        format!("test-{}", env.id),
-    ]);
-    let config = cartflow_consumer::Cli::try_parse_from(args)
-        .expect("flags")
-        .run;
+    let config = env.consumer_config();
     let stop = CancellationToken::new();
     let consumer = tokio::spawn(cartflow_consumer::run(
         config,

@@ -19,21 +19,6 @@ const EVENTS: u64 = 3_000;
 const CUSTOMERS: u32 = 60;
 const SEED: u64 = 42;
 
-fn consumer_config(env: &TestEnv) -> cartflow_consumer::Config {
-    let mut args = vec!["cartflow-consumer".to_owned()];
-    args.extend(env.kafka_flags());
-    args.extend([
-        "--database-url".into(),
-        env.database_url.clone(),
-        "--group".into(),
-        format!("test-{}", env.id),
-        "--batch-size".into(),
-        "500".into(),
-    ]);
-    let cli = cartflow_consumer::Cli::try_parse_from(args).expect("consumer flags");
-    cli.run
-}
-
 fn producer_config(env: &TestEnv, catalogue_url: &str) -> cartflow_producer::Config {
     let mut args = vec!["cartflow-producer".to_owned()];
     args.extend(env.kafka_flags());
@@ -75,7 +60,7 @@ async fn every_event_customer_and_product_lands_in_postgres_exactly_once() {
 
     let stop_consumer = CancellationToken::new();
     let consumer = tokio::spawn(cartflow_consumer::run(
-        consumer_config(&env),
+        env.consumer_config(),
         any_port().await,
         stop_consumer.clone(),
     ));
