@@ -11,7 +11,8 @@
 #   --detach      leave everything running; deploy/local/stop.sh stops it.
 #
 # Environment: DATABASE_URL, KAFKA_BROKERS, CARTFLOW_GATEWAY_ADDR (127.0.0.1:8080),
-# CARTFLOW_RATE (20 events/s), CARTFLOW_CUSTOMERS (100), CARTFLOW_PROFILE (release or dev),
+# CARTFLOW_RATE (20 events/s), CARTFLOW_BACKFILL_DAYS (7), CARTFLOW_CUSTOMERS (100),
+# CARTFLOW_BUILD_PROFILE (release or dev),
 # and any other flag's variable (see each binary's --help).
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -27,11 +28,11 @@ for arg in "$@"; do
 done
 
 GATEWAY_ADDR="${CARTFLOW_GATEWAY_ADDR:-127.0.0.1:8080}"
-PROFILE="${CARTFLOW_PROFILE:-release}"
+PROFILE="${CARTFLOW_BUILD_PROFILE:-release}"
 case "$PROFILE" in
   release) BIN="$ROOT/target/release"; BUILD=(cargo build --release --bins) ;;
   dev) BIN="$ROOT/target/debug"; BUILD=(cargo build --bins) ;;
-  *) die "CARTFLOW_PROFILE must be release or dev, not $PROFILE" ;;
+  *) die "CARTFLOW_BUILD_PROFILE must be release or dev, not $PROFILE" ;;
 esac
 
 mkdir -p "$RUN_DIR"
@@ -78,8 +79,9 @@ say "Starting the consumer, projector and gateway"
 start consumer "$BIN/cartflow-consumer" --skip-migrations --metrics-addr 127.0.0.1:9102
 start projector "$BIN/cartflow-projector" --metrics-addr 127.0.0.1:9103
 start gateway "$BIN/cartflow-gateway" --listen "$GATEWAY_ADDR"
-say "Starting the producer (${CARTFLOW_RATE:-20} events/s)"
-start producer "$BIN/cartflow-producer" --metrics-addr 127.0.0.1:9101
+BACKFILL_DAYS="${CARTFLOW_BACKFILL_DAYS:-7}"
+say "Starting the producer: $BACKFILL_DAYS days of history, then ${CARTFLOW_RATE:-20} events/s live"
+start producer "$BIN/cartflow-producer" --metrics-addr 127.0.0.1:9101 backfill --days "$BACKFILL_DAYS" --then-live
 
 # Every service answers /healthz once it is up; a service that exits is reported with its log.
 healthy() { # host:port

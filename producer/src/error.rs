@@ -13,6 +13,8 @@ pub enum Error {
     },
     #[error("{0}")]
     Catalogue(String),
+    #[error("Invalid profile: {0}")]
+    Profile(String),
     #[error("{undelivered} messages were not delivered before the deadline")]
     Undelivered { undelivered: usize },
 }

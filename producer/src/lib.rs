@@ -11,10 +11,14 @@ pub mod config;
 pub mod customers;
 mod error;
 pub mod metrics;
+pub mod population;
+pub mod profile;
 pub mod publish;
 mod run;
+pub mod session;
 pub mod simulate;
+pub mod truth;
 
 pub use config::Config;
 pub use error::Error;
-pub use run::{Report, run};
+pub use run::{Report, planted_truth, run};

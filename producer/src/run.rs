@@ -4,21 +4,25 @@ use std::time::Duration;
 
 use cartflow_common::kafka::{self, TopicSpec};
 use cartflow_common::ops::{Health, OpsServer};
-use cartflow_schemas::{CartEvent, Codec, SchemaRef};
-use chrono::Utc;
+use cartflow_schemas::{CartEvent, Codec, Customer, Product, SchemaRef};
+use chrono::{DateTime, Utc};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::config::Mode;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::simulate::Simulator;
+use crate::truth::Truth;
 use crate::{Config, Error, catalogue, customers};
 
 /// How long a stop waits for the broker to acknowledge what was sent.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// What a run published, all acknowledged by the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +30,13 @@ pub struct Report {
     pub seed: u64,
     pub products: usize,
     pub customers: usize,
+    /// Cart events acknowledged by the broker.
     pub events: u64,
     pub catalogue: catalogue::Source,
 }
 
-/// Runs the producer until `count` events are delivered or `shutdown` is cancelled, serving
-/// `/metrics` and `/healthz` on `ops_listener`.
+/// Runs the producer until its mode is done, `count` events are delivered or `shutdown` is
+/// cancelled, serving `/metrics` and `/healthz` on `ops_listener`.
 pub async fn run(
     config: Config,
     ops_listener: TcpListener,
@@ -42,12 +47,41 @@ pub async fn run(
     produce(&config, &metrics, &ops.health, &shutdown).await
 }
 
+/// The truth the configured profile plants, measured on `config.truth_sessions` sessions of
+/// the configured catalogue and customers. Needs no broker.
+pub async fn planted_truth(config: &Config) -> Result<Truth, Error> {
+    let profile = config.load_profile()?;
+    let metrics = Metrics::new(&prometheus::Registry::new());
+    let (seed, products, customers, _) = world(config, &metrics).await;
+    Ok(crate::truth::compute(
+        seed,
+        &profile,
+        customers,
+        products,
+        config.truth_sessions,
+    ))
+}
+
+/// The seed, catalogue and customers of a run.
+async fn world(
+    config: &Config,
+    metrics: &Metrics,
+) -> (u64, Vec<Product>, Vec<Customer>, catalogue::Source) {
+    let seed = config.seed.unwrap_or_else(rand::random);
+    let timeout = Duration::from_secs(config.catalogue_timeout_secs.max(1));
+    let (products, source) = catalogue::load(&config.catalogue_url, timeout, metrics).await;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let customers = customers::generate(&mut rng, config.customers, Utc::now());
+    (seed, products, customers, source)
+}
+
 async fn produce(
     config: &Config,
     metrics: &Metrics,
     health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<Report, Error> {
+    let profile = config.load_profile()?;
     kafka::check_reachable(&config.kafka, Duration::from_secs(10)).await?;
     let t = &config.topics;
     kafka::ensure_topics(
@@ -72,13 +106,8 @@ async fn produce(
     )
     .await?;
 
-    let seed = config.seed.unwrap_or_else(rand::random);
+    let (seed, products, customers, source) = world(config, metrics).await;
     info!(seed, "Simulation seed (pass --seed to repeat this run).");
-    let timeout = Duration::from_secs(config.catalogue_timeout_secs.max(1));
-    let (products, source) = catalogue::load(&config.catalogue_url, timeout, metrics).await;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let customers = customers::generate(&mut rng, config.customers, Utc::now());
-
     let codec = Codec::single_object();
     let mut publisher = Publisher::new(&config.kafka, metrics.clone())?;
     for p in &products {
@@ -109,49 +138,44 @@ async fn produce(
     health.set_ready(true);
     let catalogue_delivered = publisher.delivered();
 
-    let schema = if config.schema_version == 1 {
-        SchemaRef::CartEventV1
-    } else {
-        SchemaRef::CartEventV2
+    let now = Utc::now();
+    let (start, backfill_until, then_live) = match config.mode() {
+        Mode::Live => (now, None, true),
+        Mode::Backfill {
+            days,
+            then_live,
+            until,
+        } => {
+            let until = until.unwrap_or(now);
+            (
+                until - chrono::Duration::days(i64::from(days)),
+                Some(until),
+                then_live,
+            )
+        }
     };
     let (n_products, n_customers) = (products.len(), customers.len());
-    let mut sim = Simulator::new(seed, customers, products);
-    let started = tokio::time::Instant::now();
-    let mut sent: u64 = 0;
-    let mut last_progress = started;
-    while config.count.is_none_or(|n| sent < n) && !shutdown.is_cancelled() {
-        if config.rate > 0.0 {
-            let due = started + Duration::from_secs_f64(sent as f64 / config.rate);
-            tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
-                _ = shutdown.cancelled() => break,
-            }
-        }
-        let event: CartEvent = sim.next_event(Utc::now());
-        let bytes = codec
-            .encode_as(&event, schema)
-            .map_err(|source| Error::Encode {
-                what: "cart event",
-                source,
-            })?;
-        publisher
-            .send(
-                &t.cart_events_topic,
-                &event.key(),
-                &bytes,
-                Some(event.action.as_str()),
-            )
-            .await?;
-        sent += 1;
-        if last_progress.elapsed() >= Duration::from_secs(10) {
-            last_progress = tokio::time::Instant::now();
-            info!(
-                sent,
-                delivered = publisher.delivered(),
-                "Publishing cart events."
-            );
-        }
+    let mut sim = Simulator::new(seed, profile, customers, products, start);
+    let mut out = Output {
+        publisher: &mut publisher,
+        codec: &codec,
+        topic: &t.cart_events_topic,
+        schema: if config.schema_version == 1 {
+            SchemaRef::CartEventV1
+        } else {
+            SchemaRef::CartEventV2
+        },
+        sent: 0,
+        limit: config.count,
+    };
+    let mut carry = None;
+    if let Some(until) = backfill_until {
+        carry = backfill(&mut sim, &mut out, until, shutdown).await?;
     }
+    if then_live && !out.done() && !shutdown.is_cancelled() {
+        live(&mut sim, &mut out, carry, config.rate, shutdown).await?;
+    }
+    let sent = out.sent;
     info!(sent, "Flushing before exit.");
     publisher.flush(DRAIN_DEADLINE).await?;
     let events = publisher.delivered() - catalogue_delivered;
@@ -163,4 +187,102 @@ async fn produce(
         events,
         catalogue: source,
     })
+}
+
+/// Where cart events go, and how many may.
+struct Output<'a> {
+    publisher: &'a mut Publisher,
+    codec: &'a Codec,
+    topic: &'a str,
+    schema: SchemaRef,
+    sent: u64,
+    limit: Option<u64>,
+}
+
+impl Output<'_> {
+    fn done(&self) -> bool {
+        self.limit.is_some_and(|n| self.sent >= n)
+    }
+
+    async fn send(&mut self, event: &CartEvent) -> Result<(), Error> {
+        let bytes = self
+            .codec
+            .encode_as(event, self.schema)
+            .map_err(|source| Error::Encode {
+                what: "cart event",
+                source,
+            })?;
+        self.publisher
+            .send(
+                self.topic,
+                &event.key(),
+                &bytes,
+                Some(event.action.as_str()),
+            )
+            .await?;
+        self.sent += 1;
+        Ok(())
+    }
+}
+
+/// Publishes history up to `until` as fast as the broker takes it. Returns the first event
+/// past `until`, which a following live phase sends first.
+async fn backfill(
+    sim: &mut Simulator,
+    out: &mut Output<'_>,
+    until: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) -> Result<Option<CartEvent>, Error> {
+    info!(%until, "Backfilling history.");
+    let started = Instant::now();
+    let mut progress = started;
+    while !out.done() && !shutdown.is_cancelled() {
+        let event = sim.next_event();
+        if event.timestamp > until {
+            info!(
+                events = out.sent,
+                seconds = started.elapsed().as_secs_f64(),
+                "Backfill reached now."
+            );
+            return Ok(Some(event));
+        }
+        out.send(&event).await?;
+        if progress.elapsed() >= PROGRESS_EVERY {
+            progress = Instant::now();
+            let rate = out.sent as f64 / started.elapsed().as_secs_f64();
+            info!(sent = out.sent, event_time = %event.timestamp, events_per_second = rate as u64, "Backfilling.");
+        }
+    }
+    Ok(None)
+}
+
+/// Publishes events stamped now at `rate` per second (0: unthrottled) until stopped.
+async fn live(
+    sim: &mut Simulator,
+    out: &mut Output<'_>,
+    mut carry: Option<CartEvent>,
+    rate: f64,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    info!(rate, "Publishing live events.");
+    let started = Instant::now();
+    let first = out.sent;
+    let mut progress = started;
+    while !out.done() && !shutdown.is_cancelled() {
+        if rate > 0.0 {
+            let due = started + Duration::from_secs_f64((out.sent - first) as f64 / rate);
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+        let mut event = carry.take().unwrap_or_else(|| sim.next_event());
+        event.timestamp = Utc::now();
+        out.send(&event).await?;
+        if progress.elapsed() >= Duration::from_secs(60) {
+            progress = Instant::now();
+            info!(sent = out.sent, "Publishing live events.");
+        }
+    }
+    Ok(())
 }

@@ -6,9 +6,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use cartflow_producer::catalogue::{self, Source};
+use cartflow_producer::profile::Profile;
 use cartflow_producer::simulate::Simulator;
 use cartflow_tests::{FAKESTORE_PRODUCTS, TestEnv, any_port, serve_catalogue, wait_until};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Parser;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -18,6 +19,7 @@ use uuid::Uuid;
 const EVENTS: u64 = 3_000;
 const CUSTOMERS: u32 = 60;
 const SEED: u64 = 42;
+const UNTIL: &str = "2026-11-01T00:00:00Z";
 
 fn producer_config(env: &TestEnv, catalogue_url: &str) -> cartflow_producer::Config {
     let mut args = vec!["cartflow-producer".to_owned()];
@@ -33,11 +35,17 @@ fn producer_config(env: &TestEnv, catalogue_url: &str) -> cartflow_producer::Con
         "0".into(),
         "--seed".into(),
         SEED.to_string(),
+        "backfill".into(),
+        "--days".into(),
+        "30".into(),
+        "--until".into(),
+        UNTIL.into(),
     ]);
     cartflow_producer::Config::try_parse_from(args).expect("producer flags")
 }
 
-/// The event ids the producer publishes for `SEED`: the simulation is a pure function of it.
+/// The event ids the producer publishes for `SEED` and `UNTIL`: the simulation is a pure
+/// function of them.
 fn expected_event_ids() -> HashSet<Uuid> {
     let metrics = cartflow_producer::metrics::Metrics::new(&prometheus::Registry::new());
     let products =
@@ -47,10 +55,10 @@ fn expected_event_ids() -> HashSet<Uuid> {
         CUSTOMERS,
         Utc::now(),
     );
-    let mut sim = Simulator::new(SEED, customers, products);
-    (0..EVENTS)
-        .map(|_| sim.next_event(Utc::now()).event_id)
-        .collect()
+    let until: DateTime<Utc> = UNTIL.parse().expect("time");
+    let start = until - chrono::Duration::days(30);
+    let mut sim = Simulator::new(SEED, Profile::default(), customers, products, start);
+    (0..EVENTS).map(|_| sim.next_event().event_id).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
