@@ -37,7 +37,7 @@ impl Action {
         }
     }
 
-    const fn index(self) -> u32 {
+    pub(crate) const fn index(self) -> u32 {
         match self {
             Action::AddToCart => 0,
             Action::RemoveFromCart => 1,
@@ -147,6 +147,11 @@ impl Record for CartEvent {
             ]);
         }
         Value::Record(fields)
+    }
+
+    fn write_body(&self, schema: SchemaRef, out: &mut Vec<u8>) -> Option<()> {
+        crate::fast::cart_event(out, self, schema);
+        Some(())
     }
 
     fn from_avro(mut f: Fields) -> Result<Self, Error> {

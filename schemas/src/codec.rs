@@ -95,9 +95,7 @@ impl Codec {
             )));
         }
         let contract = Contract::get();
-        let body = to_avro_datum(contract.schema(schema), value.to_avro(schema))
-            .map_err(|e| Error::Encode(e.to_string()))?;
-        let mut out = Vec::with_capacity(SINGLE_OBJECT_HEADER + body.len());
+        let mut out = Vec::with_capacity(256);
         match self.format {
             WireFormat::SingleObject => {
                 out.extend_from_slice(&SINGLE_OBJECT_MARKER);
@@ -112,7 +110,11 @@ impl Codec {
                 out.extend_from_slice(&id.to_be_bytes());
             }
         }
-        out.extend_from_slice(&body);
+        if value.write_body(schema, &mut out).is_none() {
+            let body = to_avro_datum(contract.schema(schema), value.to_avro(schema))
+                .map_err(|e| Error::Encode(e.to_string()))?;
+            out.extend_from_slice(&body);
+        }
         Ok(out)
     }
 

@@ -19,6 +19,7 @@ mod codec;
 mod contract;
 mod customer;
 mod error;
+mod fast;
 mod money;
 mod product;
 mod record;

@@ -16,6 +16,12 @@ pub trait Record: Sized {
     /// The Avro value of `self` in the shape of `schema` (one of this family's versions).
     fn to_avro(&self, schema: SchemaRef) -> Value;
 
+    /// Appends the Avro body in the shape of `schema` without building a `Value`, for types
+    /// on the hot path. `None`: not supported, use [`Record::to_avro`].
+    fn write_body(&self, _schema: SchemaRef, _out: &mut Vec<u8>) -> Option<()> {
+        None
+    }
+
     /// Builds `Self` from a record already resolved to one of this family's schemas.
     fn from_avro(fields: Fields) -> Result<Self, Error>;
 }

@@ -1,0 +1,105 @@
+//! Results: what each child measures, and the comparison table.
+
+use prometheus::Histogram;
+use prometheus::core::Metric;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StageResult {
+    pub(crate) name: String,
+    pub(crate) events: u64,
+    pub(crate) seconds: f64,
+    pub(crate) events_per_second: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub(crate) peak_rss_mib: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Comparison {
+    pub(crate) stage: String,
+    pub(crate) cartflow: StageResult,
+    pub(crate) baseline: StageResult,
+    /// cartflow events/s ÷ baseline events/s.
+    pub(crate) ratio: f64,
+}
+
+pub(crate) fn compare(stage: &str, cartflow: &StageResult, baseline: &StageResult) -> Comparison {
+    Comparison {
+        stage: stage.into(),
+        ratio: cartflow.events_per_second / baseline.events_per_second,
+        cartflow: cartflow.clone(),
+        baseline: baseline.clone(),
+    }
+}
+
+/// The child's result on stdout, for the parent to read.
+#[allow(clippy::print_stdout)]
+pub(crate) fn print_child(result: &StageResult) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(result)?);
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+pub(crate) fn print_table(results: &[Comparison]) {
+    println!(
+        "| stage | run | events | seconds | events/s | p50 ms | p99 ms | peak RSS MiB | ratio |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for c in results {
+        for (r, ratio) in [
+            (&c.cartflow, format!("{:.2}", c.ratio)),
+            (&c.baseline, "1.00".into()),
+        ] {
+            println!(
+                "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.1} | {:.0} | {} |",
+                c.stage,
+                r.name,
+                r.events,
+                r.seconds,
+                r.events_per_second,
+                r.latency_p50_ms,
+                r.latency_p99_ms,
+                r.peak_rss_mib,
+                ratio
+            );
+        }
+    }
+}
+
+/// Peak resident set size of this process, from /proc/self/status (VmHWM).
+pub(crate) fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A quantile of a histogram, interpolated linearly within its bucket.
+pub(crate) fn quantile_ms(h: &Histogram, q: f64) -> f64 {
+    let m = h.metric();
+    let hist = m.get_histogram();
+    let total = hist.get_sample_count() as f64;
+    if total == 0.0 {
+        return 0.0;
+    }
+    let target = q * total;
+    let mut lower = 0.0;
+    let mut below = 0.0;
+    for b in hist.get_bucket() {
+        let count = b.cumulative_count() as f64;
+        let upper = b.upper_bound();
+        if count >= target {
+            let within = (target - below) / (count - below).max(1.0);
+            return (lower + within * (upper - lower)) * 1000.0;
+        }
+        lower = upper;
+        below = count;
+    }
+    lower * 1000.0
+}
