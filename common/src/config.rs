@@ -30,6 +30,9 @@ pub struct TopicArgs {
     /// Compacted topic of customers (key = customer_id).
     #[arg(long, env = "CARTFLOW_CUSTOMERS_TOPIC", default_value = "customers")]
     pub customers_topic: String,
+    /// Dead-letter topic: messages the consumer cannot store, with headers saying why.
+    #[arg(long, env = "CARTFLOW_DLQ_TOPIC", default_value = "cart-events.dlq")]
+    pub dlq_topic: String,
 }
 
 impl TopicArgs {
@@ -39,6 +42,7 @@ impl TopicArgs {
             cart_events_topic: format!("{prefix}cart-events"),
             products_topic: format!("{prefix}products"),
             customers_topic: format!("{prefix}customers"),
+            dlq_topic: format!("{prefix}cart-events.dlq"),
         }
     }
 }

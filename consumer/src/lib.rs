@@ -3,12 +3,15 @@
 //! A consumer-group member reads `cart-events`, `customers` and `products`, decodes each
 //! message ([`batch`]), and writes a whole batch in one PostgreSQL transaction ([`store`]):
 //! events de-duplicated on `event_id`, customers and products upserted (the latest version
-//! wins), undecodable or rule-breaking messages kept in `dead_letters` with their raw bytes.
+//! wins), undecodable or rule-breaking messages kept in `dead_letters` with their raw bytes and
+//! published to the dead-letter topic ([`dlq`]).
 //! Offsets are committed to Kafka only after that transaction commits ([`run`]), so a crash at
 //! any instant loses nothing, and a redelivery duplicates nothing.
 
 pub mod batch;
 pub mod config;
+mod context;
+pub mod dlq;
 mod error;
 pub mod metrics;
 mod run;

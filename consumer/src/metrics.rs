@@ -1,7 +1,9 @@
 //! Every metric the consumer exports, named in one place.
 
 use cartflow_common::ops::register;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -19,6 +21,8 @@ pub struct Metrics {
     pub write_seconds: Histogram,
     /// Batch writes that failed and were retried.
     pub write_retries: IntCounter,
+    /// Messages on the broker past the committed offset, by topic kind and partition.
+    pub lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -89,6 +93,17 @@ impl Metrics {
                 IntCounter::new(
                     "cartflow_consumer_write_retries_total",
                     "Batch writes that failed and were retried.",
+                )
+                .expect("valid metric"),
+            ),
+            lag: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "cartflow_consumer_lag_messages",
+                        "Messages on the broker past the committed offset.",
+                    ),
+                    &["topic", "partition"],
                 )
                 .expect("valid metric"),
             ),

@@ -3,21 +3,25 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use cartflow_common::kafka::TopicSpec;
 use cartflow_common::ops::{Health, OpsServer};
 use cartflow_common::{db, kafka};
 use cartflow_schemas::Codec;
 use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::batch::{Batch, Origin, TopicKind};
+use crate::batch::{Batch, DeadLetter, Origin, TopicKind};
+use crate::context::Context;
 use crate::metrics::Metrics;
-use crate::{Config, Error, store};
+use crate::store::Written;
+use crate::{Config, Error, dlq, store};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -46,24 +50,43 @@ async fn consume(
     }
     let pool = db::pool(&config.database).await?;
     kafka::check_reachable(&config.kafka, Duration::from_secs(10)).await?;
+    kafka::ensure_topics(
+        &config.kafka,
+        &[TopicSpec {
+            name: config.topics.dlq_topic.clone(),
+            partitions: 1,
+            compacted: false,
+        }],
+    )
+    .await?;
 
-    let consumer: StreamConsumer = kafka::client_config(&config.kafka, "cartflow-consumer")
-        .set("group.id", &config.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .create()?;
     let t = &config.topics;
     let kinds: HashMap<&str, TopicKind> = HashMap::from([
         (t.cart_events_topic.as_str(), TopicKind::CartEvents),
         (t.customers_topic.as_str(), TopicKind::Customers),
         (t.products_topic.as_str(), TopicKind::Products),
     ]);
+    let labels = kinds
+        .iter()
+        .map(|(name, kind)| ((*name).to_owned(), kind.label()))
+        .collect();
+    let consumer: StreamConsumer<Context> =
+        kafka::client_config(&config.kafka, "cartflow-consumer")
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(Context::new(metrics.lag.clone(), labels))?;
     let topics: Vec<&str> = kinds.keys().copied().collect();
     consumer.subscribe(&topics)?;
     info!(group = %config.group, ?topics, "Consuming.");
     health.set_ready(true);
 
+    let dlq_producer: FutureProducer = kafka::client_config(&config.kafka, "cartflow-consumer-dlq")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()?;
     let codec = Codec::single_object();
     let batch_timeout = Duration::from_millis(config.batch_timeout_ms);
     let max = config.batch_size as usize;
@@ -105,9 +128,16 @@ async fn consume(
         if batch.is_empty() {
             continue;
         }
-        if !write_with_retry(&pool, &batch, metrics, shutdown).await {
+        let Some(written) = write_with_retry(&pool, &batch, metrics, shutdown).await else {
             // Stopped while the database was away: the batch is not committed and will be
             // read again by whoever owns these partitions next.
+            break;
+        };
+        let letters: Vec<_> = batch.dead_letters.iter().chain(&written.refused).collect();
+        // Before the offsets: a crash here republishes (at least once), never loses.
+        if !letters.is_empty()
+            && !publish_with_retry(&dlq_producer, &t.dlq_topic, &letters, shutdown).await
+        {
             break;
         }
         commit(&consumer, &batch, CommitMode::Async)?;
@@ -121,14 +151,14 @@ async fn consume(
     Ok(())
 }
 
-/// Writes the batch, retrying with backoff while the database is away. Returns false when
+/// Writes the batch, retrying with backoff while the database is away. Returns `None` when
 /// `shutdown` came first.
 async fn write_with_retry(
     pool: &Pool,
     batch: &Batch,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Option<Written> {
     let mut backoff = Duration::from_millis(100);
     loop {
         let started = Instant::now();
@@ -140,25 +170,43 @@ async fn write_with_retry(
                 metrics.batch_size.observe(batch.messages as f64);
                 metrics.stored.inc_by(w.stored);
                 metrics.duplicates.inc_by(w.duplicates);
-                for d in &batch.dead_letters {
+                for d in batch.dead_letters.iter().chain(&w.refused) {
                     metrics.dead_letters.with_label_values(&[d.reason]).inc();
-                }
-                if w.dead_letters > batch.dead_letters.len() as u64 {
-                    metrics
-                        .dead_letters
-                        .with_label_values(&["rejected_by_database"])
-                        .inc_by(w.dead_letters - batch.dead_letters.len() as u64);
                 }
                 debug!(
                     messages = batch.messages,
                     stored = w.stored,
                     "Wrote a batch."
                 );
-                return true;
+                return Some(w);
             }
             Err(e) => {
                 metrics.write_retries.inc();
                 warn!(error = %e, transient = e.is_transient(), retry_in = ?backoff, "Batch write failed; retrying.");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.cancelled() => return None,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Publishes dead letters, retrying with backoff while the broker refuses. Returns false when
+/// `shutdown` came first (the batch's offsets are then not committed).
+async fn publish_with_retry(
+    producer: &FutureProducer,
+    topic: &str,
+    letters: &[&DeadLetter],
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match dlq::publish(producer, topic, letters).await {
+            Ok(()) => return true,
+            Err(e) => {
+                warn!(error = %e, topic, retry_in = ?backoff, "Dead-letter publish failed; retrying.")
             }
         }
         tokio::select! {
@@ -169,11 +217,25 @@ async fn write_with_retry(
     }
 }
 
-fn commit(consumer: &StreamConsumer, batch: &Batch, mode: CommitMode) -> Result<(), Error> {
+/// Commits the batch's offsets for the partitions this member still owns: after a rebalance,
+/// a revoked partition's offsets belong to its new owner. Its rows are stored all the same,
+/// and the new owner's redelivery of them is de-duplicated.
+fn commit(
+    consumer: &StreamConsumer<Context>,
+    batch: &Batch,
+    mode: CommitMode,
+) -> Result<(), Error> {
+    let owned = consumer.assignment()?;
     let mut list = TopicPartitionList::new();
     for ((topic, partition), next) in &batch.next_offsets {
-        list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        if owned.find_partition(topic, *partition).is_some() {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        } else {
+            debug!(topic, partition, "Not committing a revoked partition.");
+        }
     }
-    consumer.commit(&list, mode)?;
+    if list.count() > 0 {
+        consumer.commit(&list, mode)?;
+    }
     Ok(())
 }

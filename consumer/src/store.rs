@@ -18,11 +18,12 @@ use crate::Error;
 use crate::batch::{Batch, DeadLetter, Origin, StoredEvent};
 
 /// What one write did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Written {
     pub stored: u64,
     pub duplicates: u64,
-    pub dead_letters: u64,
+    /// Rows PostgreSQL refused, dead-lettered in the same transaction.
+    pub refused: Vec<DeadLetter>,
 }
 
 const INSERT_EVENTS: &str = r#"
@@ -108,7 +109,6 @@ pub async fn write(pool: &Pool, batch: &Batch) -> Result<Written, Error> {
             ],
         )
         .await?;
-        written.dead_letters += 1;
     }
     if written.stored > 0 {
         tx.execute(
@@ -121,6 +121,7 @@ pub async fn write(pool: &Pool, batch: &Batch) -> Result<Written, Error> {
         .await?;
     }
     tx.commit().await?;
+    written.refused = refused;
     Ok(written)
 }
 

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use cartflow_common::config::KafkaArgs;
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tracing::warn;
@@ -15,6 +15,8 @@ use crate::metrics::Metrics;
 
 /// Unacknowledged messages allowed before sending waits for acknowledgements.
 const WINDOW: usize = 20_000;
+/// Acknowledgements are recorded at least this often (and every 1024 sends).
+const REAP_EVERY: Duration = Duration::from_millis(200);
 
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Delivered> + Send>>;
 
@@ -31,6 +33,8 @@ pub struct Publisher {
     metrics: Metrics,
     delivered: u64,
     failed: u64,
+    sends_since_reap: u32,
+    last_reap: Instant,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -60,6 +64,8 @@ impl Publisher {
             metrics,
             delivered: 0,
             failed: 0,
+            sends_since_reap: 0,
+            last_reap: Instant::now(),
         })
     }
 
@@ -72,6 +78,10 @@ impl Publisher {
         payload: &[u8],
         action: Option<&'static str>,
     ) -> Result<(), Error> {
+        self.sends_since_reap += 1;
+        if self.sends_since_reap >= 1024 || self.last_reap.elapsed() >= REAP_EVERY {
+            self.reap_ready();
+        }
         while self.in_flight.len() >= WINDOW {
             self.reap_one().await;
         }
@@ -90,6 +100,16 @@ impl Publisher {
                 }
                 Err((e, _)) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Records the acknowledgements that have already arrived, so the counters stay current
+    /// when the window never fills (a slow live rate).
+    fn reap_ready(&mut self) {
+        self.sends_since_reap = 0;
+        self.last_reap = Instant::now();
+        while let Some(Some(d)) = self.in_flight.next().now_or_never() {
+            self.record(d);
         }
     }
 

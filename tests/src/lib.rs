@@ -89,6 +89,8 @@ impl TestEnv {
             self.topics.products_topic.clone(),
             "--customers-topic".into(),
             self.topics.customers_topic.clone(),
+            "--dlq-topic".into(),
+            self.topics.dlq_topic.clone(),
         ]
     }
 

@@ -4,9 +4,12 @@
 use std::time::Duration;
 
 use cartflow_common::kafka::{self, TopicSpec};
+use cartflow_consumer::dlq;
 use cartflow_schemas::{Action, CartEvent, Codec, Money};
 use cartflow_tests::{TestEnv, any_port, wait_until};
 use chrono::Utc;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -113,6 +116,33 @@ async fn poison_messages_are_dead_lettered_and_the_next_event_is_stored() {
     for (row, (reason, bytes)) in rows.iter().zip(&poison) {
         assert_eq!(row.get::<_, String>(0), *reason);
         assert_eq!(row.get::<_, Vec<u8>>(1), *bytes, "raw bytes kept");
+    }
+
+    // The same messages on the dead-letter topic, with headers naming origin and reason.
+    let dlq: StreamConsumer = kafka::client_config(&env.kafka(), "test-dlq-reader")
+        .set("group.id", format!("dlq-{}", env.id))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    dlq.subscribe(&[env.topics.dlq_topic.as_str()])
+        .expect("subscribe");
+    for (reason, bytes) in &poison {
+        let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+            .await
+            .expect("a dead-letter record")
+            .expect("receive");
+        let header = |name: &str| {
+            m.headers()
+                .and_then(|h| h.iter().find(|x| x.key == name))
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(header(dlq::HEADER_ERROR_CLASS).as_deref(), Some(*reason));
+        assert_eq!(header(dlq::HEADER_TOPIC).as_deref(), Some(topic.as_str()));
+        assert!(header(dlq::HEADER_OFFSET).is_some() && header(dlq::HEADER_PARTITION).is_some());
+        assert!(header(dlq::HEADER_ERROR_MESSAGE).is_some_and(|m| !m.is_empty()));
+        assert_eq!(m.payload(), Some(bytes.as_slice()), "original bytes");
+        assert_eq!(m.key(), Some(b"1".as_slice()), "original key");
     }
     env.cleanup().await;
 }
