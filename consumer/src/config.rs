@@ -58,6 +58,15 @@ pub struct Config {
     /// Longest a batch waits to fill before it is written, in milliseconds.
     #[arg(long, env = "CARTFLOW_BATCH_TIMEOUT_MS", default_value_t = 50)]
     pub batch_timeout_ms: u64,
+    /// How long the group waits for a member that stopped answering (a crash, a kill) before
+    /// giving its partitions to the others, in milliseconds.
+    #[arg(long, env = "CARTFLOW_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1_000..=300_000))]
+    pub session_timeout_ms: u32,
+    /// After each partition assignment, start this many messages before the committed offset
+    /// (duplicates are skipped by event_id). Works around brokers that cannot fetch from
+    /// inside a record batch, such as tansu 0.6; 0 turns it off.
+    #[arg(long, env = "CARTFLOW_REWIND_ON_ASSIGN", default_value_t = 10_000)]
+    pub rewind_on_assign: u32,
     /// Do not apply migrations at start (run `cartflow-consumer migrate` yourself).
     #[arg(long, env = "CARTFLOW_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,

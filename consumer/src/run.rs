@@ -77,7 +77,12 @@ async fn consume(
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", "5000")
-            .create_with_context(Context::new(metrics.lag.clone(), labels))?;
+            .set("session.timeout.ms", config.session_timeout_ms.to_string())
+            .create_with_context(Context::new(
+                metrics.lag.clone(),
+                labels,
+                i64::from(config.rewind_on_assign),
+            ))?;
     let topics: Vec<&str> = kinds.keys().copied().collect();
     consumer.subscribe(&topics)?;
     info!(group = %config.group, ?topics, "Consuming.");

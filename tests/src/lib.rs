@@ -112,6 +112,35 @@ impl TestEnv {
             .run
     }
 
+    /// A producer that backfills exactly `count` events of [`SEED`] ending at [`UNTIL`], as
+    /// fast as the broker takes them, with its catalogue from `catalogue_url`.
+    pub fn backfill_config(
+        &self,
+        catalogue_url: &str,
+        customers: u32,
+        count: u64,
+    ) -> cartflow_producer::Config {
+        use clap::Parser;
+        let mut args = vec!["cartflow-producer".to_owned()];
+        args.extend(self.kafka_flags());
+        args.extend([
+            "--catalogue-url".into(),
+            catalogue_url.into(),
+            "--customers".into(),
+            customers.to_string(),
+            "--count".into(),
+            count.to_string(),
+            "--seed".into(),
+            SEED.to_string(),
+            "backfill".into(),
+            "--days".into(),
+            BACKFILL_DAYS.to_string(),
+            "--until".into(),
+            UNTIL.into(),
+        ]);
+        cartflow_producer::Config::try_parse_from(args).expect("producer flags")
+    }
+
     pub async fn client(&self) -> tokio_postgres::Client {
         db::connect(&self.database_url)
             .await
@@ -142,6 +171,44 @@ impl TestEnv {
             .await
             .expect("drop the test database");
     }
+}
+
+/// The seed, end and length of the tests' backfills.
+pub const SEED: u64 = 42;
+pub const UNTIL: &str = "2026-11-01T00:00:00Z";
+pub const BACKFILL_DAYS: i64 = 60;
+
+/// The event ids a [`TestEnv::backfill_config`] run publishes: the simulation is a pure
+/// function of the seed, the start and the catalogue.
+pub fn expected_event_ids(customers: u32, count: u64) -> std::collections::HashSet<Uuid> {
+    use cartflow_producer::{
+        catalogue, customers as people, profile::Profile, simulate::Simulator,
+    };
+    use rand::SeedableRng;
+    let metrics = cartflow_producer::metrics::Metrics::new(&prometheus::Registry::new());
+    let products =
+        catalogue::parse(FAKESTORE_PRODUCTS.as_bytes(), &metrics).expect("fixture parses");
+    let shoppers = people::generate(
+        &mut rand::rngs::StdRng::seed_from_u64(SEED),
+        customers,
+        chrono::Utc::now(),
+    );
+    let until: chrono::DateTime<chrono::Utc> = UNTIL.parse().expect("time");
+    let start = until - chrono::Duration::days(BACKFILL_DAYS);
+    let mut sim = Simulator::new(SEED, Profile::default(), shoppers, products, start);
+    (0..count).map(|_| sim.next_event().event_id).collect()
+}
+
+/// The event ids stored in `events`.
+pub async fn stored_event_ids(env: &TestEnv) -> std::collections::HashSet<Uuid> {
+    env.client()
+        .await
+        .query("SELECT event_id FROM events", &[])
+        .await
+        .expect("event ids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// `url` with its database name replaced.

@@ -5,61 +5,15 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cartflow_producer::catalogue::{self, Source};
-use cartflow_producer::profile::Profile;
-use cartflow_producer::simulate::Simulator;
-use cartflow_tests::{FAKESTORE_PRODUCTS, TestEnv, any_port, serve_catalogue, wait_until};
-use chrono::{DateTime, Utc};
-use clap::Parser;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use cartflow_producer::catalogue::Source;
+use cartflow_tests::{
+    FAKESTORE_PRODUCTS, TestEnv, any_port, expected_event_ids, serve_catalogue, stored_event_ids,
+    wait_until,
+};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 const EVENTS: u64 = 3_000;
 const CUSTOMERS: u32 = 60;
-const SEED: u64 = 42;
-const UNTIL: &str = "2026-11-01T00:00:00Z";
-
-fn producer_config(env: &TestEnv, catalogue_url: &str) -> cartflow_producer::Config {
-    let mut args = vec!["cartflow-producer".to_owned()];
-    args.extend(env.kafka_flags());
-    args.extend([
-        "--catalogue-url".into(),
-        catalogue_url.into(),
-        "--customers".into(),
-        CUSTOMERS.to_string(),
-        "--count".into(),
-        EVENTS.to_string(),
-        "--rate".into(),
-        "0".into(),
-        "--seed".into(),
-        SEED.to_string(),
-        "backfill".into(),
-        "--days".into(),
-        "30".into(),
-        "--until".into(),
-        UNTIL.into(),
-    ]);
-    cartflow_producer::Config::try_parse_from(args).expect("producer flags")
-}
-
-/// The event ids the producer publishes for `SEED` and `UNTIL`: the simulation is a pure
-/// function of them.
-fn expected_event_ids() -> HashSet<Uuid> {
-    let metrics = cartflow_producer::metrics::Metrics::new(&prometheus::Registry::new());
-    let products =
-        catalogue::parse(FAKESTORE_PRODUCTS.as_bytes(), &metrics).expect("fixture parses");
-    let customers = cartflow_producer::customers::generate(
-        &mut StdRng::seed_from_u64(SEED),
-        CUSTOMERS,
-        Utc::now(),
-    );
-    let until: DateTime<Utc> = UNTIL.parse().expect("time");
-    let start = until - chrono::Duration::days(30);
-    let mut sim = Simulator::new(SEED, Profile::default(), customers, products, start);
-    (0..EVENTS).map(|_| sim.next_event().event_id).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_customer_and_product_lands_in_postgres_exactly_once() {
@@ -74,7 +28,7 @@ async fn every_event_customer_and_product_lands_in_postgres_exactly_once() {
     ));
 
     let report = cartflow_producer::run(
-        producer_config(&env, &catalogue_url),
+        env.backfill_config(&catalogue_url, CUSTOMERS, EVENTS),
         any_port().await,
         CancellationToken::new(),
     )
@@ -108,19 +62,17 @@ async fn every_event_customer_and_product_lands_in_postgres_exactly_once() {
         .expect("consumer exits cleanly");
 
     let client = env.client().await;
-    let stored: HashSet<Uuid> = client
-        .query("SELECT event_id FROM events", &[])
-        .await
-        .expect("event ids")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored = stored_event_ids(&env).await;
     assert_eq!(
         env.count("SELECT count(*) FROM events").await,
         EVENTS as i64,
         "no duplicates"
     );
-    assert_eq!(stored, expected_event_ids(), "exactly the published events");
+    assert_eq!(
+        stored,
+        expected_event_ids(CUSTOMERS, EVENTS),
+        "exactly the published events"
+    );
 
     let customer_ids: HashSet<i64> = client
         .query("SELECT customer_id FROM customers", &[])

@@ -1,0 +1,189 @@
+//! Faults against the real binary, broker and PostgreSQL: members of the group killed with
+//! SIGKILL mid-run. Whatever happens, `events` ends up holding exactly the published set.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cartflow_tests::{
+    FAKESTORE_PRODUCTS, TestEnv, any_port, expected_event_ids, serve_catalogue, stored_event_ids,
+    wait_until,
+};
+use rand::RngExt;
+use tokio_util::sync::CancellationToken;
+
+const CUSTOMERS: u32 = 200;
+
+/// The tests here start and kill processes against one broker; one at a time keeps their
+/// timing (and the broker's group coordinator) out of each other's way.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A consumer process, SIGKILLed if the test ends without stopping it.
+struct Member(Child);
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Member {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Member {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+/// A consumer process of `env`'s group.
+fn spawn_consumer(env: &TestEnv) -> Member {
+    Member(
+        Command::new(env!("CARGO_BIN_EXE_cartflow-consumer"))
+            .args(env.kafka_flags())
+            .args(["--database-url", &env.database_url])
+            .args(["--group", &format!("test-{}", env.id)])
+            .args(["--metrics-addr", "127.0.0.1:0", "--skip-migrations"])
+            .args(["--session-timeout-ms", "6000", "--batch-size", "2000"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start cartflow-consumer"),
+    )
+}
+
+fn sigkill(child: &mut Child) {
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
+fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    child.wait().expect("wait")
+}
+
+async fn publish(env: &TestEnv, events: u64) {
+    let catalogue_url = serve_catalogue(200, FAKESTORE_PRODUCTS).await;
+    let report = cartflow_producer::run(
+        env.backfill_config(&catalogue_url, CUSTOMERS, events),
+        any_port().await,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("producer run");
+    assert_eq!(report.events, events);
+}
+
+async fn assert_exact(env: &TestEnv, events: u64) {
+    let stored = stored_event_ids(env).await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM events").await,
+        events as i64,
+        "no duplicates"
+    );
+    assert!(
+        stored == expected_event_ids(CUSTOMERS, events),
+        "exactly the published event ids"
+    );
+}
+
+/// Passes against tansu most of the time, but in about one run in six tansu 0.6's group
+/// coordinator leaves one survivor on its old assignment after the kill, and the dead member's
+/// partition is never reassigned (seen: members on {0,1} and {3,4,5}, partition 2 orphaned
+/// for minutes). Run it with `--ignored`, or against Kafka or Redpanda.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6 sometimes orphans the dead member's partition; see the doc comment"]
+async fn three_members_one_killed_mid_run_store_the_exact_set() {
+    const EVENTS: u64 = 60_000;
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    publish(&env, EVENTS).await;
+    let mut members: Vec<Member> = (0..3).map(|_| spawn_consumer(&env)).collect();
+    wait_until("a third of the log", Duration::from_secs(120), || async {
+        env.count("SELECT count(*) FROM events").await >= EVENTS as i64 / 3
+    })
+    .await;
+    sigkill(&mut members[0]);
+    wait_until("the whole log", Duration::from_secs(180), || async {
+        env.count("SELECT count(*) FROM events").await >= EVENTS as i64
+    })
+    .await;
+    for m in &mut members[1..] {
+        assert!(sigterm(m).success(), "a clean stop exits 0");
+    }
+    assert_exact(&env, EVENTS).await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_every_few_seconds_stores_the_exact_set() {
+    const EVENTS: u64 = 200_000;
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    publish(&env, EVENTS).await;
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let mut member = spawn_consumer(&env);
+        let life = Duration::from_millis(rng.random_range(2_000..5_000));
+        let stored_all = tokio::time::timeout(life, async {
+            wait_until("the whole log", Duration::from_secs(3600), || async {
+                env.count("SELECT count(*) FROM events").await >= EVENTS as i64
+            })
+            .await;
+        })
+        .await
+        .is_ok();
+        if stored_all {
+            assert!(sigterm(&mut member).success(), "a clean stop exits 0");
+            break;
+        }
+        sigkill(&mut member);
+        kills += 1;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not done after {kills} kills"
+        );
+    }
+    assert!(kills >= 1, "the run was interrupted at least once");
+    assert_exact(&env, EVENTS).await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_mid_run_exits_0_quickly_and_a_restart_continues_without_a_gap() {
+    const EVENTS: u64 = 100_000;
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    publish(&env, EVENTS).await;
+    let mut member = spawn_consumer(&env);
+    wait_until("a quarter of the log", Duration::from_secs(120), || async {
+        env.count("SELECT count(*) FROM events").await >= EVENTS as i64 / 4
+    })
+    .await;
+    let stopping = std::time::Instant::now();
+    assert!(sigterm(&mut member).success(), "SIGTERM exits 0");
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(5), "stopped in {took:?}");
+    let stored = env.count("SELECT count(*) FROM events").await;
+    assert!(stored < EVENTS as i64, "stopped mid-run ({stored} stored)");
+
+    let mut member = spawn_consumer(&env);
+    wait_until("the whole log", Duration::from_secs(120), || async {
+        env.count("SELECT count(*) FROM events").await >= EVENTS as i64
+    })
+    .await;
+    assert!(sigterm(&mut member).success());
+    assert_exact(&env, EVENTS).await;
+    env.cleanup().await;
+}
