@@ -190,11 +190,9 @@ async fn write_with_retry(
                 warn!(error = %e, transient = e.is_transient(), retry_in = ?backoff, "Batch write failed; retrying.");
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shutdown.cancelled() => return None,
+        if !back_off(&mut backoff, shutdown).await {
+            return None;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -214,12 +212,21 @@ async fn publish_with_retry(
                 warn!(error = %e, topic, retry_in = ?backoff, "Dead-letter publish failed; retrying.")
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shutdown.cancelled() => return false,
+        if !back_off(&mut backoff, shutdown).await {
+            return false;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Sleeps for `backoff`, then doubles it up to [`MAX_BACKOFF`]. False when `shutdown` came
+/// first.
+async fn back_off(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(*backoff) => {}
+        () = shutdown.cancelled() => return false,
+    }
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    true
 }
 
 /// Commits the batch's offsets for the partitions this member still owns: after a rebalance,
