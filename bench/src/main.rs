@@ -6,11 +6,14 @@
 //!
 //! * `producer`: the backfill path (simulate, encode, publish with acks=all) against a raw
 //!   publish of pre-built messages of the same size through the same idempotent producer.
+//! * `consumer`: draining events already on the topic into PostgreSQL (one consumer, then
+//!   three in a group) against a raw text COPY of the same rows into the same indexed table.
 //!
 //! Run it with `cargo run --release -p cartflow-bench -- --events 5000000` against a running
 //! broker (deploy/local/run.sh or test.sh start one); results go to stdout as a table and as
 //! JSON with `--json FILE`.
 
+mod consumer;
 mod producer;
 mod report;
 
@@ -20,17 +23,36 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use report::StageResult;
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "cartflow-bench", version)]
 struct Cli {
     #[command(subcommand)]
     child: Option<Child>,
     /// Stages to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "producer")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "producer,consumer"
+    )]
     stages: Vec<Stage>,
     /// Events per measurement.
     #[arg(long, env = "CARTFLOW_BENCH_EVENTS", default_value_t = 5_000_000)]
     events: u64,
+    /// Events for the consumer stage (drained from the topic).
+    #[arg(
+        long,
+        env = "CARTFLOW_BENCH_CONSUMER_EVENTS",
+        default_value_t = 1_000_000
+    )]
+    consumer_events: u64,
+    /// PostgreSQL server for the consumer stage (each run gets a fresh database on it).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/cartflow"
+    )]
+    database_url: String,
     /// Kafka bootstrap servers.
     #[arg(
         long = "kafka-brokers",
@@ -46,6 +68,7 @@ struct Cli {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Stage {
     Producer,
+    Consumer,
 }
 
 /// One measurement, run in a child process.
@@ -62,6 +85,11 @@ enum Child {
         /// Payload size for the baseline.
         #[arg(long, default_value_t = 0)]
         size: usize,
+        #[arg(long, default_value = "")]
+        database_url: String,
+        /// Topic prefix of the consumer stage.
+        #[arg(long, default_value = "")]
+        prefix: String,
     },
 }
 
@@ -72,17 +100,27 @@ fn main() -> anyhow::Result<()> {
         events,
         brokers,
         size,
+        database_url,
+        prefix,
     }) = cli.child
     {
         let runtime = tokio::runtime::Runtime::new()?;
         let result = runtime.block_on(async {
+            let (b, url, p) = (brokers.as_str(), database_url.as_str(), prefix.as_str());
             match what.as_str() {
-                "producer-baseline" => producer::baseline(&brokers, events, size).await,
-                "producer-cartflow" => producer::cartflow(&brokers, events).await,
+                "producer-baseline" => producer::baseline(b, events, size).await.map(Some),
+                "producer-cartflow" => producer::cartflow(b, events).await.map(Some),
+                "consumer-prepare" => consumer::prepare(b, p, events).await.map(|()| None),
+                "consumer-cleanup" => consumer::cleanup(b, p).await.map(|()| None),
+                "consumer-baseline" => consumer::baseline(url, events).await.map(Some),
+                "consumer-cartflow-1" => consumer::cartflow(b, url, p, events, 1).await.map(Some),
+                "consumer-cartflow-3" => consumer::cartflow(b, url, p, events, 3).await.map(Some),
                 other => bail!("unknown measurement {other}"),
             }
         })?;
-        report::print_child(&result)?;
+        if let Some(result) = result {
+            report::print_child(&result)?;
+        }
         return Ok(());
     }
     let mut results = Vec::new();
@@ -98,6 +136,25 @@ fn main() -> anyhow::Result<()> {
                 let ours = child("producer-cartflow", &cli, size)?;
                 results.push(report::compare("producer backfill", &ours, &base));
             }
+            Stage::Consumer => {
+                let prefix = format!("bench-{}-", uuid::Uuid::new_v4().simple());
+                let cli = Cli {
+                    events: cli.consumer_events,
+                    ..cli.clone()
+                };
+                eprintln!("consumer: {} events on the topic first", cli.events);
+                run_child("consumer-prepare", &cli, 0, &prefix)?;
+                let base = child_in("consumer-baseline", &cli, &prefix)?;
+                let one = child_in("consumer-cartflow-1", &cli, &prefix)?;
+                let three = child_in("consumer-cartflow-3", &cli, &prefix)?;
+                run_child("consumer-cleanup", &cli, 0, &prefix)?;
+                results.push(report::compare("consumer drain", &one, &base));
+                results.push(report::compare(
+                    "consumer drain, 3 in a group",
+                    &three,
+                    &base,
+                ));
+            }
         }
     }
     report::print_table(&results);
@@ -109,6 +166,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn child(what: &str, cli: &Cli, size: usize) -> anyhow::Result<StageResult> {
+    parse(what, &run_child(what, cli, size, "")?)
+}
+
+fn child_in(what: &str, cli: &Cli, prefix: &str) -> anyhow::Result<StageResult> {
+    parse(what, &run_child(what, cli, 0, prefix)?)
+}
+
+/// Runs one measurement in a child process of its own; returns what it printed.
+fn run_child(what: &str, cli: &Cli, size: usize, prefix: &str) -> anyhow::Result<Vec<u8>> {
     eprintln!("  running {what} ...");
     let out = Command::new(std::env::current_exe()?)
         .args([
@@ -119,15 +185,26 @@ fn child(what: &str, cli: &Cli, size: usize) -> anyhow::Result<StageResult> {
             "--brokers",
             &cli.brokers,
         ])
-        .args(["--size", &size.to_string()])
+        .args([
+            "--size",
+            &size.to_string(),
+            "--database-url",
+            &cli.database_url,
+            "--prefix",
+            prefix,
+        ])
         .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("starting {what}"))?;
     if !out.status.success() {
         bail!("{what} failed with {}", out.status);
     }
+    Ok(out.stdout)
+}
+
+fn parse(what: &str, stdout: &[u8]) -> anyhow::Result<StageResult> {
     let result: StageResult =
-        serde_json::from_slice(&out.stdout).with_context(|| format!("reading {what}'s result"))?;
+        serde_json::from_slice(stdout).with_context(|| format!("reading {what}'s result"))?;
     eprintln!("  {what}: {:.0} events/s", result.events_per_second);
     Ok(result)
 }

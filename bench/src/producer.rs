@@ -21,7 +21,7 @@ use crate::report::{StageResult, peak_rss_mib, quantile_ms};
 const CUSTOMERS: u32 = 100;
 const SEED: u64 = 2026;
 
-fn simulator() -> Simulator {
+pub(crate) fn simulator() -> Simulator {
     let mut rng = StdRng::seed_from_u64(SEED);
     let people = customers::generate(&mut rng, CUSTOMERS, Utc::now());
     let start = Utc::now() - chrono::Duration::days(3650);
@@ -65,7 +65,7 @@ async fn topic(brokers: &str, name: &str) -> anyhow::Result<KafkaArgs> {
     Ok(args)
 }
 
-async fn drop_topic(args: &KafkaArgs, name: &str) {
+pub(crate) async fn drop_topic(args: &KafkaArgs, name: &str) {
     // The broker keeps what it holds in memory; free it for the next run.
     if let Ok(admin) =
         kafka::client_config(args, "cartflow-bench").create::<AdminClient<DefaultClientContext>>()

@@ -187,3 +187,67 @@ async fn a_clean_stop_mid_run_exits_0_quickly_and_a_restart_continues_without_a_
     assert_exact(&env, EVENTS).await;
     env.cleanup().await;
 }
+
+/// Restarts the local PostgreSQL cluster (Debian's `pg_ctlcluster`, as root), the way an
+/// operator or a crash would; or, where that is not possible, terminates every connection of
+/// the test database from the server side, which the consumer sees the same way.
+fn restart_postgres(env: &TestEnv) -> &'static str {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let version = std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned());
+    if let (true, Some(version)) = (is_root, version) {
+        let ok = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return "restarted the PostgreSQL cluster";
+        }
+    }
+    let status = Command::new("psql")
+        .arg(env.database_url.as_str())
+        .args(["-qAtc", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"])
+        .status()
+        .expect("psql");
+    assert!(status.success());
+    "terminated every connection of the test database"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_run_loses_and_duplicates_nothing() {
+    const EVENTS: u64 = 100_000;
+    let _serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    publish(&env, EVENTS).await;
+    let mut member = spawn_consumer(&env);
+    wait_until("a quarter of the log", Duration::from_secs(120), || async {
+        env.count("SELECT count(*) FROM events").await >= EVENTS as i64 / 4
+    })
+    .await;
+    let how = restart_postgres(&env);
+    eprintln!("Fault: {how}.");
+    // The test's own queries retry until the server is back.
+    wait_until("the whole log", Duration::from_secs(180), || async {
+        match cartflow_common::db::connect(&env.database_url).await {
+            Ok(c) => c
+                .query_one("SELECT count(*) FROM events", &[])
+                .await
+                .is_ok_and(|r| r.get::<_, i64>(0) >= EVENTS as i64),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(
+        member.try_wait().expect("status").is_none(),
+        "the consumer rode it out"
+    );
+    assert!(sigterm(&mut member).success());
+    assert_exact(&env, EVENTS).await;
+    env.cleanup().await;
+}
