@@ -108,15 +108,11 @@ async fn three_members_one_killed_mid_run_store_the_exact_set() {
     let env = TestEnv::new().await;
     publish(&env, EVENTS).await;
     let mut members: Vec<Member> = (0..3).map(|_| spawn_consumer(&env)).collect();
-    wait_until("a third of the log", Duration::from_secs(120), || async {
-        env.count("SELECT count(*) FROM events").await >= EVENTS as i64 / 3
-    })
-    .await;
+    env.wait_for_events(EVENTS as i64 / 3, Duration::from_secs(120))
+        .await;
     sigkill(&mut members[0]);
-    wait_until("the whole log", Duration::from_secs(180), || async {
-        env.count("SELECT count(*) FROM events").await >= EVENTS as i64
-    })
-    .await;
+    env.wait_for_events(EVENTS as i64, Duration::from_secs(180))
+        .await;
     for m in &mut members[1..] {
         assert!(sigterm(m).success(), "a clean stop exits 0");
     }
@@ -137,10 +133,8 @@ async fn a_consumer_killed_every_few_seconds_stores_the_exact_set() {
         let mut member = spawn_consumer(&env);
         let life = Duration::from_millis(rng.random_range(2_000..5_000));
         let stored_all = tokio::time::timeout(life, async {
-            wait_until("the whole log", Duration::from_secs(3600), || async {
-                env.count("SELECT count(*) FROM events").await >= EVENTS as i64
-            })
-            .await;
+            env.wait_for_events(EVENTS as i64, Duration::from_secs(3600))
+                .await;
         })
         .await
         .is_ok();
@@ -167,10 +161,8 @@ async fn a_clean_stop_mid_run_exits_0_quickly_and_a_restart_continues_without_a_
     let env = TestEnv::new().await;
     publish(&env, EVENTS).await;
     let mut member = spawn_consumer(&env);
-    wait_until("a quarter of the log", Duration::from_secs(120), || async {
-        env.count("SELECT count(*) FROM events").await >= EVENTS as i64 / 4
-    })
-    .await;
+    env.wait_for_events(EVENTS as i64 / 4, Duration::from_secs(120))
+        .await;
     let stopping = std::time::Instant::now();
     assert!(sigterm(&mut member).success(), "SIGTERM exits 0");
     let took = stopping.elapsed();
@@ -179,10 +171,8 @@ async fn a_clean_stop_mid_run_exits_0_quickly_and_a_restart_continues_without_a_
     assert!(stored < EVENTS as i64, "stopped mid-run ({stored} stored)");
 
     let mut member = spawn_consumer(&env);
-    wait_until("the whole log", Duration::from_secs(120), || async {
-        env.count("SELECT count(*) FROM events").await >= EVENTS as i64
-    })
-    .await;
+    env.wait_for_events(EVENTS as i64, Duration::from_secs(120))
+        .await;
     assert!(sigterm(&mut member).success());
     assert_exact(&env, EVENTS).await;
     env.cleanup().await;
@@ -226,10 +216,8 @@ async fn postgres_restarted_mid_run_loses_and_duplicates_nothing() {
     let env = TestEnv::new().await;
     publish(&env, EVENTS).await;
     let mut member = spawn_consumer(&env);
-    wait_until("a quarter of the log", Duration::from_secs(120), || async {
-        env.count("SELECT count(*) FROM events").await >= EVENTS as i64 / 4
-    })
-    .await;
+    env.wait_for_events(EVENTS as i64 / 4, Duration::from_secs(120))
+        .await;
     let how = restart_postgres(&env);
     eprintln!("Fault: {how}.");
     // The test's own queries retry until the server is back.

@@ -157,6 +157,14 @@ impl TestEnv {
             .get(0)
     }
 
+    /// Waits until `events` holds at least `n` rows; panics after `timeout`.
+    pub async fn wait_for_events(&self, n: i64, timeout: Duration) {
+        wait_until(&format!("{n} stored events"), timeout, || async {
+            self.count("SELECT count(*) FROM events").await >= n
+        })
+        .await;
+    }
+
     /// Drops the test database. Call it at the end of a passing test; a failing test keeps
     /// its database for a post-mortem.
     pub async fn cleanup(self) {

@@ -53,10 +53,7 @@ async fn a_stopped_producer_loses_nothing_it_reported_sent() {
     assert!(report.events > 2_000);
 
     let expected = report.events as i64;
-    wait_until("every reported event", Duration::from_secs(60), || async {
-        env.count("SELECT count(*) FROM events").await >= expected
-    })
-    .await;
+    env.wait_for_events(expected, Duration::from_secs(60)).await;
     consumer_stop.cancel();
     consumer
         .await
