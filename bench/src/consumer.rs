@@ -17,25 +17,12 @@ use tokio_util::sync::CancellationToken;
 use crate::producer::simulator;
 use crate::report::{StageResult, peak_rss_mib};
 
-/// A fresh, migrated database next to `base_url`'s; returns its URL.
+/// A fresh, migrated database on `base_url`'s server; returns its URL.
 async fn fresh_database(base_url: &str, name: &str) -> anyhow::Result<String> {
-    let root = base_url.rsplit_once('/').map_or(base_url, |(r, _)| r);
-    let url = format!("{root}/{name}");
+    let url = db::with_database(base_url, name);
     db::ensure_database(&url).await?;
     db::migrate(&url).await?;
     Ok(url)
-}
-
-async fn drop_database(base_url: &str, name: &str) {
-    let root = base_url.rsplit_once('/').map_or(base_url, |(r, _)| r);
-    if let Ok(c) = db::connect(&format!("{root}/postgres")).await {
-        let _ = c
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                db::quote_ident(name)
-            ))
-            .await;
-    }
 }
 
 /// Publishes `events` simulated events to fresh topics named with `prefix`.
@@ -176,7 +163,7 @@ pub(crate) async fn cartflow(
     }
     let rss = peak_rss_mib();
     drop(client);
-    drop_database(base_url, &name).await;
+    let _ = db::drop_database(&url).await;
     Ok(StageResult {
         name: format!("cartflow consumer × {members}"),
         events,
@@ -230,7 +217,7 @@ pub(crate) async fn baseline(base_url: &str, events: u64) -> anyhow::Result<Stag
     let elapsed = started.elapsed();
     anyhow::ensure!(copied == events, "copied {copied} of {events}");
     drop(client);
-    drop_database(base_url, &name).await;
+    let _ = db::drop_database(&url).await;
     Ok(StageResult {
         name: "raw text COPY (baseline)".into(),
         events,

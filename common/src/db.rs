@@ -90,6 +90,44 @@ pub async fn ensure_database(url: &str) -> Result<bool, Error> {
     }
 }
 
+/// Drops the database named in `url`, closing its connections first. Returns whether it
+/// existed.
+pub async fn drop_database(url: &str) -> Result<bool, Error> {
+    let config = parse(url)?;
+    let name = config.get_dbname().unwrap_or("postgres").to_owned();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = open(&admin, url).await?;
+    tokio::spawn(connection);
+    let existed = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&name)
+        ))
+        .await?;
+    Ok(existed)
+}
+
+/// `url` with its database name replaced by `name` (query parameters kept).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let root = match base.rfind('/') {
+        Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
 /// What a migration run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migrated {
@@ -208,7 +246,20 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, with_database};
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/cartflow", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
 
     #[test]
     fn passwords_are_redacted() {

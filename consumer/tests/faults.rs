@@ -83,6 +83,14 @@ async fn publish(env: &TestEnv, events: u64) {
     assert_eq!(report.events, events);
 }
 
+/// Takes the serial lock, then a fresh environment with `events` already on its topic.
+async fn published(events: u64) -> (tokio::sync::MutexGuard<'static, ()>, TestEnv) {
+    let serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    publish(&env, events).await;
+    (serial, env)
+}
+
 async fn assert_exact(env: &TestEnv, events: u64) {
     let stored = stored_event_ids(env).await;
     assert_eq!(
@@ -104,9 +112,7 @@ async fn assert_exact(env: &TestEnv, events: u64) {
 #[ignore = "tansu 0.6 sometimes orphans the dead member's partition; see the doc comment"]
 async fn three_members_one_killed_mid_run_store_the_exact_set() {
     const EVENTS: u64 = 60_000;
-    let _serial = SERIAL.lock().await;
-    let env = TestEnv::new().await;
-    publish(&env, EVENTS).await;
+    let (_serial, env) = published(EVENTS).await;
     let mut members: Vec<Member> = (0..3).map(|_| spawn_consumer(&env)).collect();
     env.wait_for_events(EVENTS as i64 / 3, Duration::from_secs(120))
         .await;
@@ -123,9 +129,7 @@ async fn three_members_one_killed_mid_run_store_the_exact_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_every_few_seconds_stores_the_exact_set() {
     const EVENTS: u64 = 200_000;
-    let _serial = SERIAL.lock().await;
-    let env = TestEnv::new().await;
-    publish(&env, EVENTS).await;
+    let (_serial, env) = published(EVENTS).await;
     let mut rng = rand::rng();
     let mut kills = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
@@ -157,9 +161,7 @@ async fn a_consumer_killed_every_few_seconds_stores_the_exact_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_mid_run_exits_0_quickly_and_a_restart_continues_without_a_gap() {
     const EVENTS: u64 = 100_000;
-    let _serial = SERIAL.lock().await;
-    let env = TestEnv::new().await;
-    publish(&env, EVENTS).await;
+    let (_serial, env) = published(EVENTS).await;
     let mut member = spawn_consumer(&env);
     env.wait_for_events(EVENTS as i64 / 4, Duration::from_secs(120))
         .await;
@@ -212,9 +214,7 @@ fn restart_postgres(env: &TestEnv) -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_mid_run_loses_and_duplicates_nothing() {
     const EVENTS: u64 = 100_000;
-    let _serial = SERIAL.lock().await;
-    let env = TestEnv::new().await;
-    publish(&env, EVENTS).await;
+    let (_serial, env) = published(EVENTS).await;
     let mut member = spawn_consumer(&env);
     env.wait_for_events(EVENTS as i64 / 4, Duration::from_secs(120))
         .await;

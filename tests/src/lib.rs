@@ -30,7 +30,6 @@ pub struct TestEnv {
     pub topics: TopicArgs,
     /// A unique suffix for consumer groups and the like.
     pub id: String,
-    admin_url: String,
 }
 
 impl TestEnv {
@@ -41,7 +40,7 @@ impl TestEnv {
         let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| DEFAULT_BROKERS.into());
         let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
         let database_name = format!("cartflow_test_{id}");
-        let database_url = with_database(&base, &database_name);
+        let database_url = db::with_database(&base, &database_name);
         let hint = "the cross-service tests need PostgreSQL and a Kafka broker: run them with \
                     deploy/local/test.sh, which starts both";
         db::ensure_database(&database_url)
@@ -59,7 +58,6 @@ impl TestEnv {
         .await
         .unwrap_or_else(|e| panic!("{e}\n({hint})"));
         TestEnv {
-            admin_url: with_database(&base, "postgres"),
             database_url,
             database_name,
             brokers,
@@ -168,14 +166,7 @@ impl TestEnv {
     /// Drops the test database. Call it at the end of a passing test; a failing test keeps
     /// its database for a post-mortem.
     pub async fn cleanup(self) {
-        let admin = db::connect(&self.admin_url)
-            .await
-            .expect("connect as admin");
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                db::quote_ident(&self.database_name)
-            ))
+        db::drop_database(&self.database_url)
             .await
             .expect("drop the test database");
     }
@@ -219,22 +210,6 @@ pub async fn stored_event_ids(env: &TestEnv) -> std::collections::HashSet<Uuid> 
         .collect()
 }
 
-/// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let root = match base.rfind('/') {
-        Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
-}
-
 /// A listener on a free loopback port.
 pub async fn any_port() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bind port 0")
@@ -271,23 +246,5 @@ where
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn database_names_are_replaced() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/cartflow", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
-            "postgres://u:p@h/x?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
     }
 }
