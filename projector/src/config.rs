@@ -1,22 +1,81 @@
 //! The projector's flags. Each one also reads the environment variable shown in `--help`.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use cartflow_common::config::{DatabaseArgs, LogArgs};
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 /// Keeps the conversion analytics current from the raw event log.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "cartflow-projector", version)]
+///
+/// Without a subcommand it runs (`run`): one active projector per database, others wait as
+/// hot standbys. `rebuild` recomputes every aggregate from the whole log and swaps the result
+/// in atomically, while a running projector carries on.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cartflow-projector",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Keep the analytics current (the default).
+    Run(Config),
+    /// Recompute the analytics from the whole log and swap them in; then exit.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    /// A cart with items and no purchase is abandoned once this much event time has passed
+    /// since its last event (for example 30m, 2h, 90s).
+    #[arg(long, env = "CARTFLOW_ABANDON_AFTER", default_value = "30m", value_parser = parse_duration)]
+    pub abandon_after: Duration,
+    /// Most events applied in one transaction (a consumer's batch is never split).
+    #[arg(long, env = "CARTFLOW_CHUNK_EVENTS", default_value_t = 20_000, value_parser = clap::value_parser!(i64).range(1..=10_000_000))]
+    pub chunk_events: i64,
+    /// Look for settled events this often even without a NOTIFY, in milliseconds.
+    #[arg(long, env = "CARTFLOW_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub poll_ms: u64,
     /// How often a standby tries to become the active projector, in milliseconds.
-    #[arg(long, env = "CARTFLOW_STANDBY_POLL_MS", default_value_t = 1000)]
+    #[arg(long, env = "CARTFLOW_STANDBY_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub standby_poll_ms: u64,
+    /// Do not apply migrations at start (run `cartflow-consumer migrate` yourself).
+    #[arg(long, env = "CARTFLOW_SKIP_MIGRATIONS")]
+    pub skip_migrations: bool,
     /// Address of the /metrics and /healthz endpoint (port 0 picks a free port).
     #[arg(long, env = "CARTFLOW_METRICS_ADDR", default_value = "127.0.0.1:9103")]
     pub metrics_addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Most events applied in one catch-up transaction after the bulk pass.
+    #[arg(long, env = "CARTFLOW_CHUNK_EVENTS", default_value_t = 20_000, value_parser = clap::value_parser!(i64).range(1..=10_000_000))]
+    pub chunk_events: i64,
+}
+
+/// `30m`, `2h`, `90s`, `1h30m`: a number and a unit, repeated.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected a duration such as 30m, 2h or 90s)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
 }

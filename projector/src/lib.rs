@@ -1,17 +1,23 @@
-//! The cartflow projector: the analytics, kept current from the raw event log.
+//! The cartflow projector: the conversion analytics, kept current from the raw event log.
 //!
-//! Exactly one projector writes at a time: [`run`] takes a PostgreSQL advisory lock, and a
-//! second instance waits as a hot standby until the lock frees. The active one wakes on the
-//! consumer's NOTIFY after each stored batch.
-//!
-//! This is the service's frame (leadership, wake-ups, metrics, shutdown); the aggregates and
-//! `rebuild` are built on it by the projector issue.
+//! - [`log`] reads the log in settled chunks, by writing transaction;
+//! - [`delta`] sums a chunk in memory (every aggregate is order-independent);
+//! - [`store`] adds a delta to one generation of the aggregate tables;
+//! - [`apply`] is one step: chunk, delta and checkpoint in one transaction (exactly once);
+//! - [`run`] keeps the live analytics current: one active projector holds an advisory lock,
+//!   others wait as hot standbys; it wakes on the consumer's NOTIFY and NOTIFYs in turn;
+//! - [`rebuild`] recomputes everything into fresh tables and swaps them in atomically.
 
+pub mod apply;
 pub mod config;
+pub mod delta;
 mod error;
+pub mod log;
 pub mod metrics;
+pub mod rebuild;
 mod run;
+pub mod store;
 
-pub use config::Config;
+pub use config::{Cli, Command, Config, RebuildArgs};
 pub use error::Error;
 pub use run::run;

@@ -1,14 +1,32 @@
 use anyhow::Context;
-use cartflow_projector::{Config, run};
+use cartflow_projector::{Cli, Command, Config, RebuildArgs, run};
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Rebuild(args)) => rebuild(args).await,
+        Some(Command::Run(config)) => serve(config).await,
+        None => serve(cli.run).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     cartflow_common::telemetry::init(&config.log);
     let shutdown = cartflow_common::shutdown::on_signals();
     let listener = cartflow_common::ops::bind(config.metrics_addr).await?;
     run(config, listener, shutdown)
         .await
         .context("cartflow-projector failed")
+}
+
+async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    cartflow_common::telemetry::init(&args.log);
+    let shutdown = cartflow_common::shutdown::on_signals();
+    let mut client = cartflow_common::db::connect(&args.database.database_url).await?;
+    cartflow_projector::rebuild::rebuild(&mut client, args.chunk_events, &shutdown)
+        .await
+        .context("cartflow-projector rebuild failed")?;
+    Ok(())
 }

@@ -1,21 +1,26 @@
-//! Leadership and the wake-up loop.
+//! The live projector: leadership, the apply loop and its wake-ups.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cartflow_common::db;
 use cartflow_common::ops::{Health, OpsServer};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info, warn};
 
+use crate::apply::{self, LIVE_SCHEMA};
 use crate::metrics::Metrics;
 use crate::{Config, Error};
 
 /// The advisory lock only the active projector holds.
 const WRITER_LOCK: i64 = 0x7072_6f6a_6563_7472; // "projectr"
+/// How often the lag gauges are refreshed.
+const LAG_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs until `shutdown` is cancelled: waits as a standby until it holds the writer lock,
-/// then follows the consumer's notifications.
+/// then keeps the analytics current.
 pub async fn run(
     config: Config,
     ops_listener: TcpListener,
@@ -23,28 +28,72 @@ pub async fn run(
 ) -> Result<(), Error> {
     let ops = OpsServer::start(ops_listener, &shutdown);
     let metrics = Metrics::new(&ops.registry);
-    project(&config, &metrics, &ops.health, &shutdown).await
+    let url = &config.database.database_url;
+    if !config.skip_migrations {
+        db::ensure_database(url).await?;
+        db::migrate(url).await?;
+    }
+    ops.health.set_ready(true);
+    let mut retry = RETRY_FIRST;
+    loop {
+        match lead(&config, &metrics, &ops.health, &shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
+                metrics.active.set(0);
+                warn!(error = %e, retry_in_ms = retry.as_millis() as u64, "Lost PostgreSQL; reconnecting.");
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => {}
+                    () = shutdown.cancelled() => return Ok(()),
+                }
+                retry = (retry * 2).min(RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
-async fn project(
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// One connection's life: standby, then active until shutdown or until the connection fails.
+async fn lead(
     config: &Config,
     metrics: &Metrics,
     health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
+    // One connection does everything: the writer lock lives as long as this session, so if
+    // the process or the connection dies PostgreSQL frees it, the standby takes over, and
+    // this instance can no longer write.
     let url = &config.database.database_url;
-    // The lock lives as long as this session: if the process dies, PostgreSQL frees it and
-    // the standby takes over.
-    let (leader, mut wakeups) = db::listen(url, db::EVENTS_CHANNEL).await?;
-    health.set_ready(true);
-    let poll = Duration::from_millis(config.standby_poll_ms.max(10));
+    let (mut client, mut wakeups) = db::listen(url, db::EVENTS_CHANNEL).await?;
+    if !become_leader(&client, config, shutdown).await? {
+        return Ok(());
+    }
+    metrics.active.set(1);
+    info!("Active projector.");
+    let result = project(&mut client, &mut wakeups, config, metrics, health, shutdown).await;
+    metrics.active.set(0);
+    if result.is_ok() {
+        info!("Projector stopped.");
+    }
+    result
+}
+
+/// Waits for the writer lock. Returns false when shut down first.
+async fn become_leader(
+    client: &Client,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<bool, Error> {
+    let poll = Duration::from_millis(config.standby_poll_ms);
     let mut announced = false;
     loop {
-        let row = leader
+        let row = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
             .await?;
         if row.get::<_, bool>(0) {
-            break;
+            return Ok(true);
         }
         if !announced {
             info!("Another projector is active; waiting as standby.");
@@ -52,21 +101,86 @@ async fn project(
         }
         tokio::select! {
             () = tokio::time::sleep(poll) => {}
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => return Ok(false),
         }
     }
-    metrics.active.set(1);
-    info!("Active projector.");
+}
+
+async fn project(
+    client: &mut Client,
+    wakeups: &mut UnboundedReceiver<String>,
+    config: &Config,
+    metrics: &Metrics,
+    _health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let abandon_after = format!("{} seconds", config.abandon_after.as_secs_f64());
+    client
+        .execute(
+            &format!("UPDATE {LIVE_SCHEMA}.checkpoint SET abandon_after = $1::text::interval"),
+            &[&abandon_after],
+        )
+        .await
+        .map_err(|e| match e.code() {
+            Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => Error::NotMigrated,
+            _ => e.into(),
+        })?;
+    let poll = Duration::from_millis(config.poll_ms);
+    let mut last_lag = Instant::now() - LAG_EVERY;
     loop {
+        // Apply until current; a shutdown waits for the step in hand to commit.
+        loop {
+            let started = Instant::now();
+            let tx = client.transaction().await?;
+            let step = apply::step(&tx, LIVE_SCHEMA, config.chunk_events).await?;
+            tx.commit().await?;
+            if step.events > 0 {
+                metrics.events.inc_by(step.events);
+                metrics.steps.inc();
+                metrics
+                    .step_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                debug!(
+                    events = step.events,
+                    next_tx = step.next_tx,
+                    "Applied a chunk."
+                );
+            }
+            if let Some(w) = step.watermark {
+                metrics
+                    .watermark_seconds
+                    .set(metrics.watermark_seconds.get().max(w.timestamp()));
+            }
+            if step.caught_up || shutdown.is_cancelled() {
+                break;
+            }
+        }
+        if last_lag.elapsed() >= LAG_EVERY {
+            refresh_lag(client, metrics).await?;
+            last_lag = Instant::now();
+        }
         tokio::select! {
             w = wakeups.recv() => match w {
                 Some(_) => metrics.wakeups.inc(),
-                None => break,
+                None => return Err(Error::ConnectionLost),
             },
-            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(poll) => {}
+            () = shutdown.cancelled() => return Ok(()),
         }
     }
-    metrics.active.set(0);
-    info!("Projector stopped.");
+}
+
+async fn refresh_lag(client: &Client, metrics: &Metrics) -> Result<(), Error> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(extract(epoch FROM now() - min(e.stored_at)), 0)::float8 \
+                 FROM events e, {LIVE_SCHEMA}.checkpoint k WHERE e.tx_id >= k.next_tx"
+            ),
+            &[],
+        )
+        .await?;
+    metrics.lag_events.set(row.get(0));
+    metrics.lag_seconds.set(row.get(1));
     Ok(())
 }

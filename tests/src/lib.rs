@@ -9,6 +9,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub mod analytics;
+
 use cartflow_common::config::{DatabaseArgs, KafkaArgs, TopicArgs};
 use cartflow_common::db;
 use tokio::net::TcpListener;
@@ -20,6 +22,47 @@ pub const FAKESTORE_PRODUCTS: &str = include_str!("../fixtures/fakestore-product
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/cartflow";
 const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
+/// A fresh, migrated database on the shared PostgreSQL, for tests that need no broker.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+    /// A unique suffix for anything else the test names.
+    pub id: String,
+}
+
+impl TestDb {
+    /// Creates and migrates a new database. Panics with instructions when PostgreSQL is not
+    /// running.
+    pub async fn new() -> TestDb {
+        let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
+        let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let name = format!("cartflow_test_{id}");
+        let url = db::with_database(&base, &name);
+        let hint = "the tests need PostgreSQL: run them with deploy/local/test.sh, which starts it";
+        db::ensure_database(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n({hint})"));
+        db::migrate(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n({hint})"));
+        TestDb { url, name, id }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        db::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Drops the database; call it at the end of a passing test.
+    pub async fn cleanup(self) {
+        db::drop_database(&self.url)
+            .await
+            .expect("drop the test database");
+    }
+}
 
 /// A fresh database and fresh topic names on the shared stack.
 #[derive(Debug)]
@@ -36,19 +79,14 @@ impl TestEnv {
     /// Creates and migrates a new database. Panics with instructions when the stack is not
     /// running: these tests are meant to fail, not skip, without their services.
     pub async fn new() -> TestEnv {
-        let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
         let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| DEFAULT_BROKERS.into());
-        let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let database_name = format!("cartflow_test_{id}");
-        let database_url = db::with_database(&base, &database_name);
+        let TestDb {
+            url: database_url,
+            name: database_name,
+            id,
+        } = TestDb::new().await;
         let hint = "the cross-service tests need PostgreSQL and a Kafka broker: run them with \
                     deploy/local/test.sh, which starts both";
-        db::ensure_database(&database_url)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n({hint})"));
-        db::migrate(&database_url)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n({hint})"));
         cartflow_common::kafka::check_reachable(
             &KafkaArgs {
                 brokers: brokers.clone(),

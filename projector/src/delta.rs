@@ -1,0 +1,334 @@
+//! What a set of events adds to the aggregates, computed in memory.
+//!
+//! Every aggregate is a sum, a minimum or a maximum over events, so the order events arrive
+//! in does not matter: a chunk's [`Delta`] added to the stored rows gives what one pass over
+//! all events would. Carts are the exception that proves the rule: their outcome (purchased,
+//! emptied, still holding items) depends on all of a cart's events, so a cart's stored state
+//! is read, merged and its contribution to `cart_hourly` moved from the old outcome to the new.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use rust_decimal::Decimal;
+
+/// One row of the raw log, as the projector needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEvent {
+    pub customer_id: i64,
+    pub product_id: i64,
+    pub price: Decimal,
+    pub action: Action,
+    pub timestamp: DateTime<Utc>,
+    pub session_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Add,
+    Remove,
+    Purchase,
+}
+
+impl Action {
+    /// The `events.action` text; the table's CHECK admits nothing else.
+    pub fn from_db(s: &str) -> Option<Action> {
+        match s {
+            "add_to_cart" => Some(Action::Add),
+            "remove_from_cart" => Some(Action::Remove),
+            "purchase_cart" => Some(Action::Purchase),
+            _ => None,
+        }
+    }
+}
+
+/// Item counters: the columns every `*_stats` table and `carts` share.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub events: i64,
+    pub adds: i64,
+    pub removes: i64,
+    pub purchases: i64,
+    pub added_value: Decimal,
+    pub removed_value: Decimal,
+    pub revenue: Decimal,
+}
+
+impl Counters {
+    pub fn count(&mut self, action: Action, price: Decimal) {
+        self.events += 1;
+        match action {
+            Action::Add => {
+                self.adds += 1;
+                self.added_value += price;
+            }
+            Action::Remove => {
+                self.removes += 1;
+                self.removed_value += price;
+            }
+            Action::Purchase => {
+                self.purchases += 1;
+                self.revenue += price;
+            }
+        }
+    }
+
+    pub fn merge(&mut self, o: &Counters) {
+        self.events += o.events;
+        self.adds += o.adds;
+        self.removes += o.removes;
+        self.purchases += o.purchases;
+        self.added_value += o.added_value;
+        self.removed_value += o.removed_value;
+        self.revenue += o.revenue;
+    }
+}
+
+/// A customer's counters plus what their carts did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerDelta {
+    pub items: Counters,
+    pub carts: i64,
+    pub purchased_carts: i64,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub last_purchase_at: Option<DateTime<Utc>>,
+}
+
+/// Everything known about one cart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cart {
+    pub customer_id: i64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub items: Counters,
+}
+
+impl Cart {
+    fn merge(&mut self, o: &Cart) {
+        self.first_at = self.first_at.min(o.first_at);
+        self.last_at = self.last_at.max(o.last_at);
+        self.items.merge(&o.items);
+    }
+
+    pub fn purchased(&self) -> bool {
+        self.items.purchases > 0
+    }
+
+    /// Its part of `cart_hourly`, under the hour it started in.
+    fn outcome(&self) -> (DateTime<Utc>, CartOutcomes) {
+        let i = &self.items;
+        let mut o = CartOutcomes {
+            carts: 1,
+            ..CartOutcomes::default()
+        };
+        if self.purchased() {
+            o.purchased_carts = 1;
+            o.purchased_value = i.revenue;
+        } else if i.adds > i.removes {
+            o.unpurchased_carts = 1;
+            o.unpurchased_items = i.adds - i.removes;
+            o.unpurchased_value = i.added_value - i.removed_value;
+        } else {
+            o.emptied_carts = 1;
+        }
+        (hour(self.first_at), o)
+    }
+}
+
+/// The columns of `cart_hourly`; signed, because a delta takes an old outcome away.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CartOutcomes {
+    pub carts: i64,
+    pub purchased_carts: i64,
+    pub purchased_value: Decimal,
+    pub unpurchased_carts: i64,
+    pub unpurchased_items: i64,
+    pub unpurchased_value: Decimal,
+    pub emptied_carts: i64,
+}
+
+impl CartOutcomes {
+    fn add(&mut self, o: &CartOutcomes, sign: i64) {
+        let d = Decimal::from(sign);
+        self.carts += sign * o.carts;
+        self.purchased_carts += sign * o.purchased_carts;
+        self.purchased_value += d * o.purchased_value;
+        self.unpurchased_carts += sign * o.unpurchased_carts;
+        self.unpurchased_items += sign * o.unpurchased_items;
+        self.unpurchased_value += d * o.unpurchased_value;
+        self.emptied_carts += sign * o.emptied_carts;
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == CartOutcomes::default()
+    }
+}
+
+/// The price bands' lower bounds in currency units, as the producer's truth names them.
+pub const PRICE_BAND_FLOORS: [i32; 4] = [0, 25, 100, 500];
+
+pub fn price_band(price: Decimal) -> i32 {
+    PRICE_BAND_FLOORS
+        .iter()
+        .rev()
+        .copied()
+        .find(|floor| price >= Decimal::from(*floor))
+        .unwrap_or(0)
+}
+
+/// The hour (UTC) `t` falls in.
+pub fn hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
+}
+
+/// The cart an event belongs to: its session, or for v1 events (which have none) the
+/// customer's UTC day.
+pub fn cart_key(e: &LogEvent) -> String {
+    match &e.session_id {
+        Some(s) => s.clone(),
+        None => format!("customer {} on {}", e.customer_id, e.timestamp.date_naive()),
+    }
+}
+
+/// A chunk of the log, summed. Carts hold only this chunk's events until
+/// [`Delta::settle_carts`] merges them with what is stored.
+#[derive(Debug, Default)]
+pub struct Delta {
+    pub events: i64,
+    pub watermark: Option<DateTime<Utc>>,
+    pub products: HashMap<i64, Counters>,
+    pub hours: HashMap<DateTime<Utc>, Counters>,
+    pub price_bands: HashMap<i32, Counters>,
+    pub customers: HashMap<i64, CustomerDelta>,
+    pub carts: HashMap<String, Cart>,
+    pub cart_hours: HashMap<DateTime<Utc>, CartOutcomes>,
+}
+
+impl Delta {
+    pub fn add(&mut self, e: &LogEvent) {
+        self.events += 1;
+        self.watermark = self.watermark.max(Some(e.timestamp));
+        let count = |c: &mut Counters| c.count(e.action, e.price);
+        count(self.products.entry(e.product_id).or_default());
+        count(self.hours.entry(hour(e.timestamp)).or_default());
+        count(self.price_bands.entry(price_band(e.price)).or_default());
+        let customer = self.customers.entry(e.customer_id).or_default();
+        count(&mut customer.items);
+        let t = Some(e.timestamp);
+        customer.first_seen = Some(
+            customer
+                .first_seen
+                .map_or(e.timestamp, |f| f.min(e.timestamp)),
+        );
+        customer.last_seen = customer.last_seen.max(t);
+        if e.action == Action::Purchase {
+            customer.last_purchase_at = customer.last_purchase_at.max(t);
+        }
+        let cart = self.carts.entry(cart_key(e)).or_insert_with(|| Cart {
+            customer_id: e.customer_id,
+            first_at: e.timestamp,
+            last_at: e.timestamp,
+            items: Counters::default(),
+        });
+        cart.first_at = cart.first_at.min(e.timestamp);
+        cart.last_at = cart.last_at.max(e.timestamp);
+        count(&mut cart.items);
+    }
+
+    /// Merges this chunk's carts with their stored states (`stored`, by key; absent for new
+    /// carts) and turns the change of each cart's outcome into `cart_hours` and customer cart
+    /// counts. Afterwards `carts` holds the carts' new full states, ready to be written.
+    pub fn settle_carts(&mut self, mut stored: HashMap<String, Cart>) {
+        for (key, cart) in &mut self.carts {
+            let old = stored.remove(key);
+            let was_purchased = old.as_ref().is_some_and(Cart::purchased);
+            if let Some(old) = &old {
+                let (h, o) = old.outcome();
+                self.cart_hours.entry(h).or_default().add(&o, -1);
+                let mut merged = old.clone();
+                merged.merge(cart);
+                *cart = merged;
+            }
+            let (h, o) = cart.outcome();
+            self.cart_hours.entry(h).or_default().add(&o, 1);
+            let customer = self.customers.entry(cart.customer_id).or_default();
+            if old.is_none() {
+                customer.carts += 1;
+            }
+            if cart.purchased() && !was_purchased {
+                customer.purchased_carts += 1;
+            }
+        }
+        self.cart_hours.retain(|_, o| !o.is_zero());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn event(session: &str, action: Action, price: i64, minute: u32) -> LogEvent {
+        LogEvent {
+            customer_id: 7,
+            product_id: 1,
+            price: Decimal::from(price),
+            action,
+            timestamp: Utc.with_ymd_and_hms(2026, 11, 1, 10, minute, 0).unwrap(),
+            session_id: Some(session.into()),
+        }
+    }
+
+    fn one_pass(events: &[LogEvent]) -> Delta {
+        let mut d = Delta::default();
+        events.iter().for_each(|e| d.add(e));
+        d.settle_carts(HashMap::new());
+        d
+    }
+
+    #[test]
+    fn a_cart_bought_in_a_later_chunk_moves_from_unpurchased_to_purchased() {
+        let mut first = one_pass(&[event("s", Action::Add, 30, 0)]);
+        let h = hour(first.watermark.unwrap());
+        assert_eq!(first.cart_hours[&h].unpurchased_carts, 1);
+        let stored: HashMap<_, _> = first.carts.drain().collect();
+
+        let mut second = Delta::default();
+        second.add(&event("s", Action::Purchase, 30, 5));
+        second.settle_carts(stored);
+        let o = &second.cart_hours[&h];
+        assert_eq!(
+            (o.carts, o.unpurchased_carts, o.purchased_carts),
+            (0, -1, 1)
+        );
+        assert_eq!(second.customers[&7].purchased_carts, 1);
+        assert_eq!(
+            second.customers[&7].carts, 0,
+            "the cart was counted when it was created"
+        );
+    }
+
+    #[test]
+    fn a_late_earlier_event_moves_the_cart_to_its_start_hour() {
+        let stored: HashMap<_, _> = one_pass(&[event("s", Action::Add, 30, 50)])
+            .carts
+            .drain()
+            .collect();
+        let mut late = Delta::default();
+        let mut e = event("s", Action::Add, 30, 0);
+        e.timestamp -= TimeDelta::hours(1);
+        late.add(&e);
+        late.settle_carts(stored);
+        assert_eq!(late.cart_hours.len(), 2);
+        assert!(late.cart_hours.values().any(|o| o.carts == -1));
+        assert!(late.cart_hours.values().any(|o| o.carts == 1));
+    }
+
+    #[test]
+    fn bands_match_the_producer() {
+        assert_eq!(price_band(Decimal::new(2499, 2)), 0);
+        assert_eq!(price_band(Decimal::from(25)), 25);
+        assert_eq!(price_band(Decimal::new(9999, 2)), 25);
+        assert_eq!(price_band(Decimal::from(695)), 500);
+    }
+}

@@ -1,0 +1,83 @@
+//! Reading the raw log in settled chunks.
+//!
+//! Every `events` row carries the id of the transaction that wrote it (`tx_id`). A row whose
+//! `tx_id` is below the oldest transaction still running (the snapshot's xmin, the
+//! *horizon*) can no longer appear or change, so the log up to the horizon is final whichever
+//! consumer wrote it and in whatever order their transactions committed. The checkpoint is one
+//! number: every row with `tx_id` below it has been applied.
+
+use futures::{StreamExt, pin_mut};
+use rust_decimal::Decimal;
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+
+use crate::Error;
+use crate::delta::{Action, Delta, LogEvent};
+
+/// The oldest transaction still running: the log below it is final.
+pub async fn horizon(client: &impl GenericClient) -> Result<i64, Error> {
+    let row = client
+        .query_one(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Where a chunk that starts at `from` ends (exclusive): after about `max_events` rows, at a
+/// transaction boundary (a consumer's batch is never split), and never beyond `horizon`.
+pub async fn chunk_end(
+    client: &impl GenericClient,
+    from: i64,
+    horizon: i64,
+    max_events: i64,
+) -> Result<i64, Error> {
+    let row = client
+        .query_opt(
+            "SELECT tx_id FROM events WHERE tx_id >= $1 AND tx_id < $2 \
+             ORDER BY tx_id OFFSET $3 LIMIT 1",
+            &[&from, &horizon, &max_events.max(1)],
+        )
+        .await?;
+    Ok(match row.map(|r| r.get::<_, i64>(0)) {
+        // One transaction larger than a chunk is taken whole.
+        Some(tx) if tx == from => from + 1,
+        Some(tx) => tx,
+        None => horizon,
+    })
+}
+
+/// Adds every event with `from <= tx_id < to` to `delta`, streaming. Returns how many.
+pub async fn read_into(
+    client: &impl GenericClient,
+    from: i64,
+    to: i64,
+    delta: &mut Delta,
+) -> Result<u64, Error> {
+    let params: [&(dyn ToSql + Sync); 2] = [&from, &to];
+    let rows = client
+        .query_raw(
+            "SELECT customer_id, product_id, product_price, action, \"timestamp\", session_id \
+             FROM events WHERE tx_id >= $1 AND tx_id < $2",
+            params,
+        )
+        .await?;
+    pin_mut!(rows);
+    let mut n = 0;
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        let action: &str = row.get(3);
+        let action = Action::from_db(action).ok_or_else(|| Error::UnknownAction(action.into()))?;
+        delta.add(&LogEvent {
+            customer_id: row.get(0),
+            product_id: row.get(1),
+            price: row.get::<_, Decimal>(2),
+            action,
+            timestamp: row.get(4),
+            session_id: row.get(5),
+        });
+        n += 1;
+    }
+    Ok(n)
+}

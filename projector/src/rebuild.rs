@@ -1,0 +1,156 @@
+//! `cartflow-projector rebuild`: every aggregate recomputed from the whole log into a fresh
+//! schema, then swapped in atomically while the live projection goes on.
+//!
+//! 1. Fresh tables in `analytics_rebuild`, shaped like the live ones.
+//! 2. One streaming pass over the log up to the horizon, summed in memory, written once.
+//! 3. Catch-up steps, as the live projector takes them, until the rebuild is current.
+//! 4. The swap, in one transaction holding the live schema's writer lock: the last steps,
+//!    the schemas renamed, the views pointed at the new tables, the old generation dropped.
+//!    Readers see the old analytics or the new, never a mix; the rebuilt checkpoint goes
+//!    with its tables, so the live projector continues from where the rebuild stopped and no
+//!    event is lost or counted twice.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::apply::{self, LIVE_SCHEMA};
+use crate::delta::Delta;
+use crate::{Error, log, store};
+
+const REBUILD_SCHEMA: &str = "analytics_rebuild";
+const RETIRED_SCHEMA: &str = "analytics_retired";
+/// Held for the whole rebuild: one at a time.
+const REBUILD_LOCK: i64 = 0x7265_6275_696c_6421; // "rebuild!"
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy)]
+pub struct Rebuilt {
+    /// Events summed by the bulk pass.
+    pub bulk_events: u64,
+    /// Events applied by catch-up steps after it.
+    pub caught_up_events: u64,
+    pub seconds: f64,
+}
+
+/// Rebuilds the analytics. `client` must be a connection of its own (the rebuild holds a
+/// session lock on it); `max_events` sizes the catch-up steps.
+pub async fn rebuild(
+    client: &mut Client,
+    max_events: i64,
+    shutdown: &CancellationToken,
+) -> Result<Rebuilt, Error> {
+    let started = Instant::now();
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&REBUILD_LOCK])
+        .await?
+        .get(0);
+    if !locked {
+        return Err(Error::RebuildRunning);
+    }
+    let result = build_and_swap(client, max_events, shutdown, started).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK])
+        .await?;
+    result
+}
+
+async fn build_and_swap(
+    client: &mut Client,
+    max_events: i64,
+    shutdown: &CancellationToken,
+    started: Instant,
+) -> Result<Rebuilt, Error> {
+    create_tables(client).await?;
+
+    let tx = client.transaction().await?;
+    let horizon = log::horizon(&tx).await?;
+    let mut delta = Delta::default();
+    info!(horizon, "Rebuilding the analytics from the whole log.");
+    let bulk_events = log::read_into(&tx, 0, horizon, &mut delta).await?;
+    info!(
+        events = bulk_events,
+        carts = delta.carts.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "Read the log; writing the rebuilt tables."
+    );
+    delta.settle_carts(HashMap::new());
+    store::write(&tx, REBUILD_SCHEMA, &delta, horizon).await?;
+    tx.commit().await?;
+    drop(delta);
+
+    let mut caught_up_events = 0;
+    loop {
+        if shutdown.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        let tx = client.transaction().await?;
+        let step = apply::step(&tx, REBUILD_SCHEMA, max_events).await?;
+        tx.commit().await?;
+        caught_up_events += step.events;
+        if step.caught_up {
+            break;
+        }
+    }
+
+    let tx = client.transaction().await?;
+    apply::lock_schema(&tx, LIVE_SCHEMA).await?;
+    loop {
+        let step = apply::step(&tx, REBUILD_SCHEMA, max_events).await?;
+        caught_up_events += step.events;
+        if step.caught_up {
+            break;
+        }
+    }
+    tx.batch_execute(&format!(
+        "ALTER SCHEMA {LIVE_SCHEMA} RENAME TO {RETIRED_SCHEMA};
+         ALTER SCHEMA {REBUILD_SCHEMA} RENAME TO {LIVE_SCHEMA};
+         SELECT public.cartflow_create_views();
+         DROP SCHEMA {RETIRED_SCHEMA} CASCADE;"
+    ))
+    .await?;
+    tx.commit().await?;
+    let rebuilt = Rebuilt {
+        bulk_events,
+        caught_up_events,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    info!(
+        bulk_events,
+        caught_up_events,
+        seconds = rebuilt.seconds,
+        "Swapped in the rebuilt analytics."
+    );
+    Ok(rebuilt)
+}
+
+/// An empty `analytics_rebuild` with every table of `analytics` (columns, defaults,
+/// constraints, indexes) and a fresh checkpoint that keeps the live abandonment setting.
+async fn create_tables(client: &Client) -> Result<(), Error> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename",
+            &[&LIVE_SCHEMA],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut ddl =
+        format!("DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE; CREATE SCHEMA {REBUILD_SCHEMA};");
+    for table in &tables {
+        let table = cartflow_common::db::quote_ident(table);
+        ddl.push_str(&format!(
+            "CREATE TABLE {REBUILD_SCHEMA}.{table} (LIKE {LIVE_SCHEMA}.{table} INCLUDING ALL);"
+        ));
+    }
+    ddl.push_str(&format!(
+        "INSERT INTO {REBUILD_SCHEMA}.checkpoint (abandon_after) \
+         SELECT abandon_after FROM {LIVE_SCHEMA}.checkpoint;"
+    ));
+    client.batch_execute(&ddl).await?;
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Writing a [`Delta`] into one generation of the aggregate tables.
+//!
+//! `schema` is `analytics` for the live projection or the schema a rebuild fills before it
+//! swaps it in. Counters are added (`t.x + EXCLUDED.x`), first/last times take the least and
+//! greatest, and carts are written whole (their state was merged in memory).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+
+use crate::Error;
+use crate::delta::{Cart, Counters, Delta};
+
+/// Rows per statement: keeps a rebuild's millions of carts in bounded messages.
+const ROWS_PER_STATEMENT: usize = 20_000;
+
+/// The stored states of the carts `delta` touches.
+pub async fn stored_carts(
+    client: &impl GenericClient,
+    schema: &str,
+    delta: &Delta,
+) -> Result<HashMap<String, Cart>, Error> {
+    let keys: Vec<&str> = delta.carts.keys().map(String::as_str).collect();
+    let mut carts = HashMap::with_capacity(keys.len());
+    for keys in keys.chunks(ROWS_PER_STATEMENT) {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT cart_key, customer_id, first_at, last_at, {COUNTERS} \
+                     FROM {schema}.carts WHERE cart_key = ANY($1)"
+                ),
+                &[&keys],
+            )
+            .await?;
+        for row in rows {
+            let cart = Cart {
+                customer_id: row.get(1),
+                first_at: row.get(2),
+                last_at: row.get(3),
+                items: Counters {
+                    events: row.get(4),
+                    adds: row.get(5),
+                    removes: row.get(6),
+                    purchases: row.get(7),
+                    added_value: row.get(8),
+                    removed_value: row.get(9),
+                    revenue: row.get(10),
+                },
+            };
+            carts.insert(row.get(0), cart);
+        }
+    }
+    Ok(carts)
+}
+
+const COUNTERS: &str = "events, adds, removes, purchases, added_value, removed_value, revenue";
+const ADD_COUNTERS: &str = "events = t.events + EXCLUDED.events, adds = t.adds + EXCLUDED.adds, \
+    removes = t.removes + EXCLUDED.removes, purchases = t.purchases + EXCLUDED.purchases, \
+    added_value = t.added_value + EXCLUDED.added_value, \
+    removed_value = t.removed_value + EXCLUDED.removed_value, revenue = t.revenue + EXCLUDED.revenue";
+const SET_COUNTERS: &str = "events = EXCLUDED.events, adds = EXCLUDED.adds, \
+    removes = EXCLUDED.removes, purchases = EXCLUDED.purchases, \
+    added_value = EXCLUDED.added_value, removed_value = EXCLUDED.removed_value, \
+    revenue = EXCLUDED.revenue";
+const COUNTER_ARRAYS: &str =
+    "$2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::numeric[], $7::numeric[], $8::numeric[]";
+
+/// Counters as columns: parameters 2 to 8 of every upsert.
+#[derive(Default)]
+struct CounterColumns {
+    events: Vec<i64>,
+    adds: Vec<i64>,
+    removes: Vec<i64>,
+    purchases: Vec<i64>,
+    added_value: Vec<Decimal>,
+    removed_value: Vec<Decimal>,
+    revenue: Vec<Decimal>,
+}
+
+impl CounterColumns {
+    fn push(&mut self, c: &Counters) {
+        self.events.push(c.events);
+        self.adds.push(c.adds);
+        self.removes.push(c.removes);
+        self.purchases.push(c.purchases);
+        self.added_value.push(c.added_value);
+        self.removed_value.push(c.removed_value);
+        self.revenue.push(c.revenue);
+    }
+
+    fn params<'a>(&'a self, key: &'a (dyn ToSql + Sync)) -> Vec<&'a (dyn ToSql + Sync)> {
+        vec![
+            key,
+            &self.events,
+            &self.adds,
+            &self.removes,
+            &self.purchases,
+            &self.added_value,
+            &self.removed_value,
+            &self.revenue,
+        ]
+    }
+}
+
+/// Adds counters keyed by `key_column` (of SQL type `key_type`) to `schema.table`.
+async fn add_counters<K: ToSql + Sync + Clone>(
+    client: &impl GenericClient,
+    schema: &str,
+    table: &str,
+    key_column: &str,
+    key_type: &str,
+    rows: &HashMap<K, Counters>,
+) -> Result<(), Error> {
+    let sql = format!(
+        "INSERT INTO {schema}.{table} AS t ({key_column}, {COUNTERS}) \
+         SELECT * FROM UNNEST($1::{key_type}[], {COUNTER_ARRAYS}) \
+         ON CONFLICT ({key_column}) DO UPDATE SET {ADD_COUNTERS}"
+    );
+    let rows: Vec<(&K, &Counters)> = rows.iter().collect();
+    for part in rows.chunks(ROWS_PER_STATEMENT) {
+        let keys: Vec<K> = part.iter().map(|(k, _)| (*k).clone()).collect();
+        let mut columns = CounterColumns::default();
+        part.iter().for_each(|(_, c)| columns.push(c));
+        client.execute(&sql, &columns.params(&keys)).await?;
+    }
+    Ok(())
+}
+
+/// Writes everything in `delta` (whose carts are settled) and moves the checkpoint to `next_tx`.
+pub async fn write(
+    client: &impl GenericClient,
+    schema: &str,
+    delta: &Delta,
+    next_tx: i64,
+) -> Result<(), Error> {
+    add_counters(
+        client,
+        schema,
+        "product_stats",
+        "product_id",
+        "int8",
+        &delta.products,
+    )
+    .await?;
+    add_counters(
+        client,
+        schema,
+        "hourly_stats",
+        "hour",
+        "timestamptz",
+        &delta.hours,
+    )
+    .await?;
+    add_counters(
+        client,
+        schema,
+        "price_band_stats",
+        "band_floor",
+        "int4",
+        &delta.price_bands,
+    )
+    .await?;
+    write_customers(client, schema, delta).await?;
+    write_carts(client, schema, delta).await?;
+    write_cart_hours(client, schema, delta).await?;
+    client
+        .execute(
+            &format!(
+                "UPDATE {schema}.checkpoint SET next_tx = $1, events = events + $2, \
+                 watermark = GREATEST(watermark, $3), updated_at = now()"
+            ),
+            &[&next_tx, &delta.events, &delta.watermark],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn write_customers(
+    client: &impl GenericClient,
+    schema: &str,
+    delta: &Delta,
+) -> Result<(), Error> {
+    let sql = format!(
+        "INSERT INTO {schema}.customer_stats AS t (customer_id, {COUNTERS}, carts, \
+             purchased_carts, first_seen, last_seen, last_purchase_at) \
+         SELECT * FROM UNNEST($1::int8[], {COUNTER_ARRAYS}, $9::int8[], $10::int8[], \
+             $11::timestamptz[], $12::timestamptz[], $13::timestamptz[]) \
+         ON CONFLICT (customer_id) DO UPDATE SET {ADD_COUNTERS}, \
+             carts = t.carts + EXCLUDED.carts, \
+             purchased_carts = t.purchased_carts + EXCLUDED.purchased_carts, \
+             first_seen = LEAST(t.first_seen, EXCLUDED.first_seen), \
+             last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen), \
+             last_purchase_at = GREATEST(t.last_purchase_at, EXCLUDED.last_purchase_at)"
+    );
+    let rows: Vec<_> = delta.customers.iter().collect();
+    for part in rows.chunks(ROWS_PER_STATEMENT) {
+        let ids: Vec<i64> = part.iter().map(|(id, _)| **id).collect();
+        let mut columns = CounterColumns::default();
+        let (mut carts, mut purchased) = (Vec::new(), Vec::new());
+        let (mut first, mut last, mut bought): (Vec<_>, Vec<_>, Vec<_>) = Default::default();
+        for (_, c) in part {
+            columns.push(&c.items);
+            carts.push(c.carts);
+            purchased.push(c.purchased_carts);
+            first.push(c.first_seen);
+            last.push(c.last_seen);
+            bought.push(c.last_purchase_at);
+        }
+        let mut params = columns.params(&ids);
+        params.extend([
+            &carts as &(dyn ToSql + Sync),
+            &purchased,
+            &first,
+            &last,
+            &bought,
+        ]);
+        client.execute(&sql, &params).await?;
+    }
+    Ok(())
+}
+
+async fn write_carts(
+    client: &impl GenericClient,
+    schema: &str,
+    delta: &Delta,
+) -> Result<(), Error> {
+    let sql = format!(
+        "INSERT INTO {schema}.carts AS t (cart_key, {COUNTERS}, customer_id, first_at, last_at) \
+         SELECT * FROM UNNEST($1::text[], {COUNTER_ARRAYS}, $9::int8[], $10::timestamptz[], \
+             $11::timestamptz[]) \
+         ON CONFLICT (cart_key) DO UPDATE SET {SET_COUNTERS}, \
+             customer_id = EXCLUDED.customer_id, first_at = EXCLUDED.first_at, \
+             last_at = EXCLUDED.last_at"
+    );
+    let rows: Vec<_> = delta.carts.iter().collect();
+    for part in rows.chunks(ROWS_PER_STATEMENT) {
+        let keys: Vec<&str> = part.iter().map(|(k, _)| k.as_str()).collect();
+        let mut columns = CounterColumns::default();
+        let mut customer: Vec<i64> = Vec::with_capacity(part.len());
+        let (mut first, mut last): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = Default::default();
+        for (_, c) in part {
+            columns.push(&c.items);
+            customer.push(c.customer_id);
+            first.push(c.first_at);
+            last.push(c.last_at);
+        }
+        let mut params = columns.params(&keys);
+        params.extend([&customer as &(dyn ToSql + Sync), &first, &last]);
+        client.execute(&sql, &params).await?;
+    }
+    Ok(())
+}
+
+async fn write_cart_hours(
+    client: &impl GenericClient,
+    schema: &str,
+    delta: &Delta,
+) -> Result<(), Error> {
+    if delta.cart_hours.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO {schema}.cart_hourly AS t (hour, carts, purchased_carts, purchased_value, \
+             unpurchased_carts, unpurchased_items, unpurchased_value, emptied_carts) \
+         SELECT * FROM UNNEST($1::timestamptz[], $2::int8[], $3::int8[], $4::numeric[], \
+             $5::int8[], $6::int8[], $7::numeric[], $8::int8[]) \
+         ON CONFLICT (hour) DO UPDATE SET carts = t.carts + EXCLUDED.carts, \
+             purchased_carts = t.purchased_carts + EXCLUDED.purchased_carts, \
+             purchased_value = t.purchased_value + EXCLUDED.purchased_value, \
+             unpurchased_carts = t.unpurchased_carts + EXCLUDED.unpurchased_carts, \
+             unpurchased_items = t.unpurchased_items + EXCLUDED.unpurchased_items, \
+             unpurchased_value = t.unpurchased_value + EXCLUDED.unpurchased_value, \
+             emptied_carts = t.emptied_carts + EXCLUDED.emptied_carts"
+    );
+    let mut hour = Vec::new();
+    let n = delta.cart_hours.len();
+    let mut carts: Vec<i64> = Vec::with_capacity(n);
+    let mut purchased: Vec<i64> = Vec::with_capacity(n);
+    let mut unpurchased: Vec<i64> = Vec::with_capacity(n);
+    let mut items: Vec<i64> = Vec::with_capacity(n);
+    let mut emptied: Vec<i64> = Vec::with_capacity(n);
+    let mut purchased_value: Vec<Decimal> = Vec::with_capacity(n);
+    let mut unpurchased_value: Vec<Decimal> = Vec::with_capacity(n);
+    for (h, o) in &delta.cart_hours {
+        hour.push(*h);
+        carts.push(o.carts);
+        purchased.push(o.purchased_carts);
+        purchased_value.push(o.purchased_value);
+        unpurchased.push(o.unpurchased_carts);
+        items.push(o.unpurchased_items);
+        unpurchased_value.push(o.unpurchased_value);
+        emptied.push(o.emptied_carts);
+    }
+    client
+        .execute(
+            &sql,
+            &[
+                &hour,
+                &carts,
+                &purchased,
+                &purchased_value,
+                &unpurchased,
+                &items,
+                &unpurchased_value,
+                &emptied,
+            ],
+        )
+        .await?;
+    // An hour whose only cart moved away (a late, earlier event) is gone, as in a rebuild.
+    client
+        .execute(
+            &format!("DELETE FROM {schema}.cart_hourly WHERE hour = ANY($1) AND carts = 0"),
+            &[&hour],
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The projector's aggregates read back as text, and the same aggregates computed by plain SQL
+//! straight from `events`: an independent statement of what every table must hold.
+
+use tokio_postgres::Client;
+
+/// The item counters of every `*_stats` table, by plain SQL over `events`.
+const COUNTERS: &str = "count(*)::int8 AS events,
+    count(*) FILTER (WHERE action = 'add_to_cart') AS adds,
+    count(*) FILTER (WHERE action = 'remove_from_cart') AS removes,
+    count(*) FILTER (WHERE action = 'purchase_cart') AS purchases,
+    coalesce(sum(product_price) FILTER (WHERE action = 'add_to_cart'), 0)::numeric(20,2) AS added_value,
+    coalesce(sum(product_price) FILTER (WHERE action = 'remove_from_cart'), 0)::numeric(20,2) AS removed_value,
+    coalesce(sum(product_price) FILTER (WHERE action = 'purchase_cart'), 0)::numeric(20,2) AS revenue";
+const COLUMNS: &str = "events, adds, removes, purchases, added_value, removed_value, revenue";
+
+/// Each aggregate table: its name, the stored rows, and the rows plain SQL gives.
+pub fn aggregates() -> Vec<(&'static str, String, String)> {
+    let cart_key = "coalesce(session_id, 'customer ' || customer_id || ' on ' || \
+                    to_char((\"timestamp\" AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD'))";
+    let carts = format!(
+        "SELECT {cart_key} AS cart_key, {COUNTERS}, min(customer_id) AS customer_id, \
+             min(\"timestamp\") AS first_at, max(\"timestamp\") AS last_at \
+         FROM events GROUP BY 1"
+    );
+    let hour =
+        |col: &str| format!("date_trunc('hour', {col} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'");
+    vec![
+        (
+            "product_stats",
+            format!("SELECT product_id, {COLUMNS} FROM analytics.product_stats"),
+            format!("SELECT product_id, {COUNTERS} FROM events GROUP BY 1"),
+        ),
+        (
+            "hourly_stats",
+            format!("SELECT hour, {COLUMNS} FROM analytics.hourly_stats"),
+            format!(
+                "SELECT {} AS hour, {COUNTERS} FROM events GROUP BY 1",
+                hour("\"timestamp\"")
+            ),
+        ),
+        (
+            "price_band_stats",
+            format!("SELECT band_floor, {COLUMNS} FROM analytics.price_band_stats"),
+            format!(
+                "SELECT CASE WHEN product_price >= 500 THEN 500 WHEN product_price >= 100 THEN 100 \
+                             WHEN product_price >= 25 THEN 25 ELSE 0 END AS band_floor, {COUNTERS} \
+                 FROM events GROUP BY 1"
+            ),
+        ),
+        (
+            "carts",
+            format!(
+                "SELECT cart_key, {COLUMNS}, customer_id, first_at, last_at FROM analytics.carts"
+            ),
+            carts.clone(),
+        ),
+        (
+            "customer_stats",
+            format!(
+                "SELECT customer_id, {COLUMNS}, carts, purchased_carts, first_seen, last_seen, \
+                     last_purchase_at FROM analytics.customer_stats"
+            ),
+            format!(
+                "WITH c AS ({carts}) \
+                 SELECT e.customer_id, {COUNTERS}, \
+                     (SELECT count(*) FROM c WHERE c.customer_id = e.customer_id) AS carts, \
+                     (SELECT count(*) FROM c WHERE c.customer_id = e.customer_id \
+                         AND c.purchases > 0) AS purchased_carts, \
+                     min(\"timestamp\"), max(\"timestamp\"), \
+                     max(\"timestamp\") FILTER (WHERE action = 'purchase_cart') \
+                 FROM events e GROUP BY 1"
+            ),
+        ),
+        (
+            "cart_hourly",
+            "SELECT hour, carts, purchased_carts, purchased_value, unpurchased_carts, \
+                 unpurchased_items, unpurchased_value, emptied_carts FROM analytics.cart_hourly \
+             WHERE carts <> 0 OR purchased_carts <> 0 OR unpurchased_carts <> 0 \
+                 OR emptied_carts <> 0"
+                .to_owned(),
+            format!(
+                "WITH c AS ({carts}) \
+                 SELECT {} AS hour, count(*)::int8, \
+                     count(*) FILTER (WHERE purchases > 0), \
+                     coalesce(sum(revenue) FILTER (WHERE purchases > 0), 0)::numeric(20,2), \
+                     count(*) FILTER (WHERE purchases = 0 AND adds > removes), \
+                     coalesce(sum(adds - removes) FILTER (WHERE purchases = 0 AND adds > removes), 0)::int8, \
+                     coalesce(sum(added_value - removed_value) \
+                         FILTER (WHERE purchases = 0 AND adds > removes), 0)::numeric(20,2), \
+                     count(*) FILTER (WHERE purchases = 0 AND adds <= removes) \
+                 FROM c GROUP BY 1",
+                hour("first_at")
+            ),
+        ),
+        (
+            "checkpoint",
+            "SELECT events, watermark FROM analytics.checkpoint".to_owned(),
+            "SELECT count(*)::int8, max(\"timestamp\") FROM events".to_owned(),
+        ),
+    ]
+}
+
+/// The analytic views, for comparing one generation of the tables with another.
+pub const VIEWS: [&str; 15] = [
+    "SELECT events, adds, removes, purchases, revenue, carts, purchased_carts, abandoned_carts, \
+         open_carts, cart_to_purchase_rate, cart_abandonment_rate, cart_abandoned_value, \
+         item_abandoned, item_abandonment_rate, item_abandoned_value, average_order_value, \
+         watermark, projected_events FROM v_kpis",
+    "SELECT * FROM v_cart_hours",
+    "SELECT * FROM v_hour_of_day",
+    "SELECT * FROM v_day_of_week",
+    "SELECT * FROM v_month",
+    "SELECT * FROM v_day_hour",
+    "SELECT * FROM v_peaks",
+    "SELECT * FROM v_product_performance",
+    "SELECT * FROM v_category_performance",
+    "SELECT * FROM v_abandoned_products",
+    "SELECT * FROM v_abandonment_by_price_band",
+    "SELECT * FROM v_abandoned_carts",
+    "SELECT * FROM v_high_value_customers",
+    "SELECT * FROM v_age_groups",
+    "SELECT * FROM v_insights",
+];
+
+/// The rows of `sql`, each as text, sorted.
+pub async fn rows(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .query(&format!("SELECT t::text FROM ({sql}) t ORDER BY 1"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Every aggregate table and view, as text: two generations are equal when this is.
+pub async fn snapshot(client: &Client) -> Vec<(String, Vec<String>)> {
+    let mut all = Vec::new();
+    for (name, stored, _) in aggregates() {
+        all.push((name.to_owned(), rows(client, &stored).await));
+    }
+    for view in VIEWS {
+        all.push((view.to_owned(), rows(client, view).await));
+    }
+    all
+}
+
+/// Panics with the first difference between the stored aggregates and plain SQL.
+pub async fn assert_matches_plain_sql(client: &Client) {
+    for (name, stored, expected) in aggregates() {
+        let (stored, expected) = (rows(client, &stored).await, rows(client, &expected).await);
+        assert_eq!(
+            stored.len(),
+            expected.len(),
+            "{name}: {} rows stored, plain SQL gives {}",
+            stored.len(),
+            expected.len()
+        );
+        for (s, e) in stored.iter().zip(&expected) {
+            assert_eq!(s, e, "{name}: stored row differs from plain SQL");
+        }
+    }
+}
+
+/// Whether the projector has applied every committed event.
+pub async fn projected_everything(client: &Client) -> bool {
+    client
+        .query_one(
+            "SELECT NOT EXISTS (SELECT 1 FROM events e, analytics.checkpoint k \
+                 WHERE e.tx_id >= k.next_tx)",
+            &[],
+        )
+        .await
+        .expect("read the checkpoint")
+        .get(0)
+}
