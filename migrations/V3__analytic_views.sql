@@ -1,8 +1,9 @@
 -- The analytic views. They live in a function because a rebuild swaps the `analytics` schema
 -- and views are bound to tables, not names: the swap calls it again in the same transaction.
--- Times are UTC. "Item level" is the original system's definition (added - removed -
--- purchased); "cart level" is the trade's (a cart with items and no purchase for
--- abandon_after of event time).
+-- Times are UTC. "Item level" is the original system's definition: items abandoned = added -
+-- removed - purchased, and the item abandonment rate is that share of the items that stayed
+-- in carts (added - removed). "Cart level" is the trade's: a cart with items and no purchase
+-- for abandon_after of event time; cart abandonment rate = 1 - purchased carts / carts.
 
 CREATE FUNCTION public.cartflow_create_views() RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -46,7 +47,7 @@ SELECT i.events, i.adds, i.removes, i.purchases, i.revenue,
        round(1 - c.purchased_carts::numeric / nullif(c.carts, 0), 4) AS cart_abandonment_rate,
        c.abandoned_value AS cart_abandoned_value,
        i.adds - i.removes - i.purchases AS item_abandoned,
-       round((i.adds - i.removes - i.purchases)::numeric / nullif(i.adds, 0), 4)
+       round((i.adds - i.removes - i.purchases)::numeric / nullif(i.adds - i.removes, 0), 4)
            AS item_abandonment_rate,
        i.item_abandoned_value,
        round(i.revenue / nullif(c.purchased_carts, 0), 2) AS average_order_value,
@@ -73,7 +74,7 @@ SELECT h AS hour_of_day, coalesce(e.events, 0) AS events, coalesce(e.adds, 0) AS
        coalesce(c.abandoned_carts, 0) AS abandoned_carts,
        coalesce(c.abandoned_value, 0) AS abandoned_value,
        round(1 - c.purchased_carts::numeric / nullif(c.carts, 0), 4) AS cart_abandonment_rate,
-       round((e.adds - e.removes - e.purchases)::numeric / nullif(e.adds, 0), 4)
+       round((e.adds - e.removes - e.purchases)::numeric / nullif(e.adds - e.removes, 0), 4)
            AS item_abandonment_rate
 FROM generate_series(0, 23) h
 LEFT JOIN e ON e.hour_of_day = h LEFT JOIN c ON c.hour_of_day = h;
@@ -152,7 +153,7 @@ SELECT s.product_id, coalesce(p.title, 'product ' || s.product_id) AS title,
        s.adds, s.removes, s.purchases, s.revenue,
        round(s.purchases::numeric / nullif(s.adds, 0), 4) AS add_to_purchase_rate,
        s.adds - s.removes - s.purchases AS items_abandoned,
-       round((s.adds - s.removes - s.purchases)::numeric / nullif(s.adds, 0), 4)
+       round((s.adds - s.removes - s.purchases)::numeric / nullif(s.adds - s.removes, 0), 4)
            AS item_abandonment_rate,
        s.added_value - s.removed_value - s.revenue AS abandoned_value,
        rank() OVER (ORDER BY s.adds DESC) AS rank_added,
@@ -167,7 +168,8 @@ SELECT category, count(*) AS products, sum(adds) AS adds, sum(removes) AS remove
        sum(purchases) AS purchases, sum(revenue) AS revenue,
        round(sum(purchases)::numeric / nullif(sum(adds), 0), 4) AS add_to_purchase_rate,
        sum(items_abandoned) AS items_abandoned,
-       round(sum(items_abandoned)::numeric / nullif(sum(adds), 0), 4) AS item_abandonment_rate,
+       round(sum(items_abandoned)::numeric / nullif(sum(adds - removes), 0), 4)
+           AS item_abandonment_rate,
        sum(abandoned_value) AS abandoned_value
 FROM v_product_performance GROUP BY category;
 
@@ -182,7 +184,8 @@ SELECT 'item level' AS definition, band_floor,
                        WHEN 100 THEN '100 to 500' ELSE '500 and over' END AS band,
        adds, removes, purchases, revenue,
        adds - removes - purchases AS items_abandoned,
-       round((adds - removes - purchases)::numeric / nullif(adds, 0), 4) AS item_abandonment_rate,
+       round((adds - removes - purchases)::numeric / nullif(adds - removes, 0), 4)
+           AS item_abandonment_rate,
        added_value - removed_value - revenue AS abandoned_value
 FROM analytics.price_band_stats;
 
@@ -247,15 +250,15 @@ CREATE OR REPLACE VIEW v_insights AS
 WITH f AS (
     (SELECT 'category losing the most value' AS finding, category AS subject,
             abandoned_value AS value_at_stake,
-            format('%s items abandoned of %s added (%s%%, item level), worth %s',
-                   items_abandoned, adds, round(item_abandonment_rate * 100, 1),
+            format('%s items abandoned of %s kept in carts (%s%%, item level), worth %s',
+                   items_abandoned, adds - removes, round(item_abandonment_rate * 100, 1),
                    abandoned_value) AS evidence
      FROM v_category_performance WHERE abandoned_value > 0
      ORDER BY abandoned_value DESC LIMIT 1)
     UNION ALL
     (SELECT 'product losing the most value', title, abandoned_value,
-            format('%s items abandoned of %s added (%s%%, item level), worth %s',
-                   items_abandoned, adds, round(item_abandonment_rate * 100, 1),
+            format('%s items abandoned of %s kept in carts (%s%%, item level), worth %s',
+                   items_abandoned, adds - removes, round(item_abandonment_rate * 100, 1),
                    abandoned_value)
      FROM v_product_performance WHERE abandoned_value > 0
      ORDER BY abandoned_value DESC, product_id LIMIT 1)
@@ -267,7 +270,7 @@ WITH f AS (
      ORDER BY adds - purchases DESC, product_id LIMIT 1)
     UNION ALL
     (SELECT 'price band abandoned most', band, abandoned_value,
-            format('%s%% of items added are abandoned (item level), against %s%% overall',
+            format('%s%% of the items kept in carts are abandoned (item level), against %s%% overall',
                    round(item_abandonment_rate * 100, 1),
                    (SELECT round(item_abandonment_rate * 100, 1) FROM v_kpis))
      FROM v_abandonment_by_price_band WHERE adds > 0

@@ -70,10 +70,10 @@ pub struct Truth {
     pub peak_month: &'static str,
     /// Share of events in each hour of day (UTC).
     pub events_by_hour: Vec<f64>,
-    /// Items left in abandoned carts ÷ items added, by category.
+    /// Items left in abandoned carts ÷ items added and not removed, by category.
     pub item_abandonment_by_category: BTreeMap<String, f64>,
     pub most_abandoned_category: String,
-    /// Items left in abandoned carts ÷ items added, by price band.
+    /// Items left in abandoned carts ÷ items added and not removed, by price band.
     pub item_abandonment_by_price_band: BTreeMap<&'static str, f64>,
     pub cart_abandonment_by_age_group: BTreeMap<&'static str, f64>,
     pub cart_abandonment_by_tier: BTreeMap<String, f64>,

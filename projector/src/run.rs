@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use cartflow_common::db;
-use cartflow_common::ops::{Health, OpsServer};
+use cartflow_common::ops::OpsServer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
@@ -36,7 +36,7 @@ pub async fn run(
     ops.health.set_ready(true);
     let mut retry = RETRY_FIRST;
     loop {
-        match lead(&config, &metrics, &ops.health, &shutdown).await {
+        match lead(&config, &metrics, &shutdown).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
                 metrics.active.set(0);
@@ -59,7 +59,6 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 async fn lead(
     config: &Config,
     metrics: &Metrics,
-    health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     // One connection does everything: the writer lock lives as long as this session, so if
@@ -72,7 +71,7 @@ async fn lead(
     }
     metrics.active.set(1);
     info!("Active projector.");
-    let result = project(&mut client, &mut wakeups, config, metrics, health, shutdown).await;
+    let result = project(&mut client, &mut wakeups, config, metrics, shutdown).await;
     metrics.active.set(0);
     if result.is_ok() {
         info!("Projector stopped.");
@@ -111,7 +110,6 @@ async fn project(
     wakeups: &mut UnboundedReceiver<String>,
     config: &Config,
     metrics: &Metrics,
-    _health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let abandon_after = format!("{} seconds", config.abandon_after.as_secs_f64());

@@ -1,0 +1,203 @@
+//! The projector binary under faults, against a real PostgreSQL: SIGKILLed mid-batch and
+//! restarted, a hot standby taking over, and a rebuild swapped in while events keep coming.
+//! Whatever happens, the analytics end equal to plain SQL over `events` (and to a rebuild).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cartflow_tests::analytics::{assert_matches_plain_sql, projected_everything, snapshot};
+use cartflow_tests::{TestDb, any_port, wait_until};
+use rand::RngExt;
+use tokio_postgres::Client;
+
+/// A projector process, SIGKILLed if the test ends without stopping it.
+struct Projector {
+    child: Child,
+    metrics: String,
+}
+
+impl Drop for Projector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Projector {
+    async fn start(db: &TestDb, chunk: u32) -> Projector {
+        let port = any_port().await.local_addr().expect("port").port();
+        let metrics = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_cartflow-projector"))
+            .args(["--database-url", &db.url, "--metrics-addr", &metrics])
+            .args(["--chunk-events", &chunk.to_string(), "--skip-migrations"])
+            .args(["--standby-poll-ms", "100", "--poll-ms", "200"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start cartflow-projector");
+        Projector {
+            child,
+            metrics: format!("http://{metrics}/metrics"),
+        }
+    }
+
+    /// The value of `cartflow_projector_active`, once the endpoint answers.
+    async fn active(&self) -> Option<bool> {
+        let body = reqwest::get(&self.metrics).await.ok()?.text().await.ok()?;
+        body.lines()
+            .find_map(|l| l.strip_prefix("cartflow_projector_active "))
+            .map(|v| v.trim() == "1")
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+/// `n` events starting at `first`, each statement its own transaction: carts of about four
+/// events over a few weeks, every action and price band, late events included.
+async fn insert(client: &Client, first: i64, n: i64) {
+    client
+        .execute(
+            "INSERT INTO events (event_id, customer_id, product_id, product_title, \
+                 product_price, action, \"timestamp\", session_id, kafka_partition, kafka_offset) \
+             SELECT gen_random_uuid(), i % 500 + 1, i % 20 + 1, 'product', \
+                 (ARRAY[9.99, 24.99, 109.95, 695.00])[i % 4 + 1], \
+                 (ARRAY['add_to_cart', 'add_to_cart', 'remove_from_cart', 'purchase_cart'])[i % 4 + 1], \
+                 timestamptz '2026-10-01' + (i * 7919 % 40000) * interval '1 minute', \
+                 's' || (i / 4), 0, i \
+             FROM generate_series($1::int8, $1::int8 + $2::int8 - 1) i",
+            &[&first, &n],
+        )
+        .await
+        .expect("insert events");
+}
+
+async fn insert_batches(client: &Client, first: i64, batches: i64, size: i64) {
+    for b in 0..batches {
+        insert(client, first + b * size, size).await;
+    }
+}
+
+async fn wait_projected(client: &Client, timeout: Duration) {
+    wait_until("every event projected", timeout, || async {
+        projected_everything(client).await
+    })
+    .await;
+}
+
+/// The analytics equal plain SQL, and a rebuild changes nothing.
+async fn assert_exact(db: &TestDb, client: &Client) {
+    assert_matches_plain_sql(client).await;
+    let before = snapshot(client).await;
+    let mut rebuilder = db.client().await;
+    cartflow_projector::rebuild::rebuild(
+        &mut rebuilder,
+        5_000,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("rebuild");
+    for ((name, a), (_, b)) in before.iter().zip(&snapshot(client).await) {
+        assert_eq!(a, b, "{name}: the projection differs from a rebuild");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_mid_batch_and_restarted_equals_a_rebuild() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    insert_batches(&client, 0, 40, 5_000).await;
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !projected_everything(&client).await {
+        assert!(Instant::now() < deadline, "the projector never caught up");
+        let mut p = Projector::start(&db, 3_000).await;
+        let ms = rand::rng().random_range(300..1_200);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        p.kill();
+        kills += 1;
+    }
+    assert!(kills >= 2, "the log was projected before a second kill");
+    let p = Projector::start(&db, 3_000).await;
+    insert_batches(&client, 200_000, 4, 5_000).await;
+    wait_projected(&client, Duration::from_secs(60)).await;
+    drop(p);
+    assert_exact(&db, &client).await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_when_the_active_projector_dies() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let mut first = Projector::start(&db, 5_000).await;
+    wait_until(
+        "the first projector active",
+        Duration::from_secs(30),
+        || async { first.active().await == Some(true) },
+    )
+    .await;
+    let second = Projector::start(&db, 5_000).await;
+    wait_until(
+        "the second projector up",
+        Duration::from_secs(30),
+        || async { second.active().await.is_some() },
+    )
+    .await;
+    assert_eq!(
+        second.active().await,
+        Some(false),
+        "only one projector writes"
+    );
+    insert_batches(&client, 0, 4, 5_000).await;
+    wait_projected(&client, Duration::from_secs(30)).await;
+
+    first.kill();
+    let killed = Instant::now();
+    wait_until("the standby active", Duration::from_secs(15), || async {
+        second.active().await == Some(true)
+    })
+    .await;
+    let takeover = killed.elapsed();
+    insert_batches(&client, 20_000, 4, 5_000).await;
+    wait_projected(&client, Duration::from_secs(30)).await;
+    assert!(
+        takeover < Duration::from_secs(5),
+        "took over in {takeover:?}"
+    );
+    drop(second);
+    assert_exact(&db, &client).await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_while_events_arrive_loses_and_doubles_nothing() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    insert_batches(&client, 0, 20, 5_000).await;
+    let projector = Projector::start(&db, 5_000).await;
+    wait_projected(&client, Duration::from_secs(60)).await;
+
+    // Events keep arriving while the rebuild runs and swaps.
+    let writer = {
+        let client = db.client().await;
+        tokio::spawn(async move { insert_batches(&client, 100_000, 40, 1_000).await })
+    };
+    let mut rebuilder = db.client().await;
+    let rebuilt = cartflow_projector::rebuild::rebuild(
+        &mut rebuilder,
+        2_000,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("rebuild");
+    assert!(rebuilt.bulk_events >= 100_000, "{rebuilt:?}");
+    writer.await.expect("writer");
+    wait_projected(&client, Duration::from_secs(60)).await;
+    drop(projector);
+    assert_matches_plain_sql(&client).await;
+    db.cleanup().await;
+}
