@@ -10,6 +10,8 @@ pub enum Error {
     Database(#[from] tokio_postgres::Error),
     #[error("PostgreSQL pool error: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("A batch write task failed: {0}")]
+    Task(String),
 }
 
 impl Error {
@@ -23,7 +25,7 @@ impl Error {
                 code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
             }),
             Error::Pool(_) => true,
-            Error::Kafka(_) | Error::Common(_) => false,
+            Error::Kafka(_) | Error::Common(_) | Error::Task(_) => false,
         }
     }
 }

@@ -95,6 +95,9 @@ async fn consume(
     let codec = Codec::single_object();
     let batch_timeout = Duration::from_millis(config.batch_timeout_ms);
     let max = config.batch_size as usize;
+    // One batch is written while the next is fetched and decoded; its offsets are committed
+    // (in order) before the next batch's write starts.
+    let mut in_flight: Option<InFlight> = None;
     while !shutdown.is_cancelled() {
         let mut batch = Batch::default();
         let mut deadline: Option<Instant> = None;
@@ -130,25 +133,56 @@ async fn consume(
                 }
             }
         }
+        if let Some(previous) = in_flight.take()
+            && !finish(previous, &consumer, &dlq_producer, &t.dlq_topic, shutdown).await?
+        {
+            // Stopped while the database or the broker was away: that batch is not
+            // committed and will be read again by whoever owns its partitions next.
+            return stopped(&consumer);
+        }
         if batch.is_empty() {
             continue;
         }
-        let Some(written) = write_with_retry(&pool, &batch, metrics, shutdown).await else {
-            // Stopped while the database was away: the batch is not committed and will be
-            // read again by whoever owns these partitions next.
-            break;
-        };
-        let letters: Vec<_> = batch.dead_letters.iter().chain(&written.refused).collect();
-        // Before the offsets: a crash here republishes (at least once), never loses.
-        if !letters.is_empty()
-            && !publish_with_retry(&dlq_producer, &t.dlq_topic, &letters, shutdown).await
-        {
-            break;
-        }
-        commit(&consumer, &batch, CommitMode::Async)?;
+        let (pool, metrics, stop) = (pool.clone(), metrics.clone(), shutdown.clone());
+        in_flight = Some(tokio::spawn(async move {
+            let written = write_with_retry(&pool, &batch, &metrics, &stop).await;
+            (batch, written)
+        }));
     }
-    // Offsets of every written batch were committed asynchronously; make sure the last ones
-    // reached the broker before leaving the group.
+    if let Some(previous) = in_flight.take() {
+        finish(previous, &consumer, &dlq_producer, &t.dlq_topic, shutdown).await?;
+    }
+    stopped(&consumer)
+}
+
+/// A batch being written on a task of its own.
+type InFlight = tokio::task::JoinHandle<(Batch, Option<Written>)>;
+
+/// Waits for a batch's write, publishes its dead letters and commits its offsets. False when
+/// a shutdown stopped the write or the publishing first (nothing is committed then).
+async fn finish(
+    in_flight: InFlight,
+    consumer: &StreamConsumer<Context>,
+    dlq_producer: &FutureProducer,
+    dlq_topic: &str,
+    shutdown: &CancellationToken,
+) -> Result<bool, Error> {
+    let (batch, written) = in_flight.await.map_err(|e| Error::Task(e.to_string()))?;
+    let Some(written) = written else {
+        return Ok(false);
+    };
+    let letters: Vec<_> = batch.dead_letters.iter().chain(&written.refused).collect();
+    // Before the offsets: a crash here republishes (at least once), never loses.
+    if !letters.is_empty() && !publish_with_retry(dlq_producer, dlq_topic, &letters, shutdown).await
+    {
+        return Ok(false);
+    }
+    commit(consumer, &batch, CommitMode::Async)?;
+    Ok(true)
+}
+
+/// Makes sure the asynchronously committed offsets reached the broker before leaving.
+fn stopped(consumer: &StreamConsumer<Context>) -> Result<(), Error> {
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         debug!(error = %e, "Final commit had nothing to do.");
     }
