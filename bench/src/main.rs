@@ -8,6 +8,8 @@
 //!   publish of pre-built messages of the same size through the same idempotent producer.
 //! * `consumer`: draining events already on the topic into PostgreSQL (one consumer, then
 //!   three in a group) against a raw text COPY of the same rows into the same indexed table.
+//! * `projector`: events already in PostgreSQL projected incrementally from scratch, then
+//!   rebuilt, against one plain SQL pass (GROUP BY cart) over the same events.
 //!
 //! Run it with `cargo run --release -p cartflow-bench -- --events 5000000` against a running
 //! broker (deploy/local/run.sh or test.sh start one); results go to stdout as a table and as
@@ -15,6 +17,7 @@
 
 mod consumer;
 mod producer;
+mod projector;
 mod report;
 
 use std::process::Command;
@@ -33,7 +36,7 @@ struct Cli {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "producer,consumer"
+        default_value = "producer,consumer,projector"
     )]
     stages: Vec<Stage>,
     /// Events per measurement.
@@ -46,6 +49,13 @@ struct Cli {
         default_value_t = 1_000_000
     )]
     consumer_events: u64,
+    /// Events for the projector stage (written to PostgreSQL first).
+    #[arg(
+        long,
+        env = "CARTFLOW_BENCH_PROJECTOR_EVENTS",
+        default_value_t = 10_000_000
+    )]
+    projector_events: u64,
     /// PostgreSQL server for the consumer stage (each run gets a fresh database on it).
     #[arg(
         long,
@@ -69,6 +79,7 @@ struct Cli {
 enum Stage {
     Producer,
     Consumer,
+    Projector,
 }
 
 /// One measurement, run in a child process.
@@ -115,6 +126,11 @@ fn main() -> anyhow::Result<()> {
                 "consumer-baseline" => consumer::baseline(url, events).await.map(Some),
                 "consumer-cartflow-1" => consumer::cartflow(b, url, p, events, 1).await.map(Some),
                 "consumer-cartflow-3" => consumer::cartflow(b, url, p, events, 3).await.map(Some),
+                "projector-prepare" => projector::prepare(url, p, events).await.map(|()| None),
+                "projector-cleanup" => projector::cleanup(url, p).await.map(|()| None),
+                "projector-baseline" => projector::baseline(url, p, events).await.map(Some),
+                "projector-incremental" => projector::incremental(url, p, events).await.map(Some),
+                "projector-rebuild" => projector::rebuild(url, p, events).await.map(Some),
                 other => bail!("unknown measurement {other}"),
             }
         })?;
@@ -154,6 +170,25 @@ fn main() -> anyhow::Result<()> {
                     &three,
                     &base,
                 ));
+            }
+            Stage::Projector => {
+                let prefix = uuid::Uuid::new_v4().simple().to_string();
+                let cli = Cli {
+                    events: cli.projector_events,
+                    ..cli.clone()
+                };
+                eprintln!("projector: {} events into PostgreSQL first", cli.events);
+                run_child("projector-prepare", &cli, 0, &prefix)?;
+                let base = child_in("projector-baseline", &cli, &prefix)?;
+                let incremental = child_in("projector-incremental", &cli, &prefix)?;
+                let rebuild = child_in("projector-rebuild", &cli, &prefix)?;
+                run_child("projector-cleanup", &cli, 0, &prefix)?;
+                results.push(report::compare(
+                    "projector incremental",
+                    &incremental,
+                    &base,
+                ));
+                results.push(report::compare("projector rebuild", &rebuild, &base));
             }
         }
     }

@@ -1,0 +1,172 @@
+//! The projector stage: simulated events already in `events` (in consumer-sized
+//! transactions), projected incrementally from an empty checkpoint and then rebuilt, beside one
+//! plain SQL pass (GROUP BY cart) over the same events.
+
+use std::time::Instant;
+
+use cartflow_common::db;
+use cartflow_producer::catalogue;
+use cartflow_projector::apply::{self, LIVE_SCHEMA};
+use cartflow_schemas::CartEvent;
+use futures::SinkExt;
+use prometheus::{Histogram, HistogramOpts};
+use rust_decimal::Decimal;
+use tokio_util::sync::CancellationToken;
+
+use crate::consumer::{COPY_EVENTS, copy_text, fresh_database};
+use crate::producer::simulator;
+use crate::report::{StageResult, peak_rss_mib, quantile_ms};
+
+/// Rows per transaction, as the consumer writes them.
+const TRANSACTION_ROWS: usize = 5_000;
+/// Events per incremental step, the projector's default.
+const CHUNK_EVENTS: i64 = 20_000;
+
+pub(crate) fn database_name(prefix: &str) -> String {
+    format!("cartflow_bench_projector_{}", prefix.replace('-', "_"))
+}
+
+/// Fills a fresh database with `events` simulated events, the catalogue and the customers.
+pub(crate) async fn prepare(base_url: &str, prefix: &str, events: u64) -> anyhow::Result<()> {
+    let url = fresh_database(base_url, &database_name(prefix)).await?;
+    let client = db::connect(&url).await?;
+    for p in catalogue::fallback() {
+        client
+            .execute(
+                "INSERT INTO products (product_id, title, price, category) VALUES ($1, $2, $3, $4)",
+                &[
+                    &p.product_id,
+                    &p.title,
+                    &Decimal::from(p.price),
+                    &p.category,
+                ],
+            )
+            .await?;
+    }
+    let mut sim = simulator();
+    let started = Instant::now();
+    let mut batch: Vec<CartEvent> = Vec::with_capacity(TRANSACTION_ROWS);
+    let mut written = 0usize;
+    while (written as u64) < events {
+        batch.clear();
+        let n = TRANSACTION_ROWS.min(events as usize - written);
+        batch.extend((0..n).map(|_| sim.next_event()));
+        let sink = client.copy_in(COPY_EVENTS).await?;
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(copy_text(&batch, written)))
+            .await?;
+        sink.finish().await?;
+        written += n;
+        if written % 1_000_000 < TRANSACTION_ROWS {
+            eprintln!(
+                "    {written} events stored ({:.0}/s)",
+                written as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    client.batch_execute("VACUUM ANALYZE events").await?;
+    Ok(())
+}
+
+pub(crate) async fn cleanup(base_url: &str, prefix: &str) -> anyhow::Result<()> {
+    db::drop_database(&db::with_database(base_url, &database_name(prefix))).await?;
+    Ok(())
+}
+
+/// Incremental steps from an empty checkpoint until the whole log is applied.
+pub(crate) async fn incremental(
+    base_url: &str,
+    prefix: &str,
+    events: u64,
+) -> anyhow::Result<StageResult> {
+    let mut client = db::connect(&db::with_database(base_url, &database_name(prefix))).await?;
+    let steps = Histogram::with_opts(
+        HistogramOpts::new("step", "step")
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 20)?),
+    )?;
+    let started = Instant::now();
+    let mut applied = 0;
+    loop {
+        let step_started = Instant::now();
+        let tx = client.transaction().await?;
+        let step = apply::step(&tx, LIVE_SCHEMA, CHUNK_EVENTS).await?;
+        tx.commit().await?;
+        steps.observe(step_started.elapsed().as_secs_f64());
+        applied += step.events;
+        if step.caught_up {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    anyhow::ensure!(applied == events, "applied {applied} of {events}");
+    Ok(StageResult {
+        name: format!("incremental, {CHUNK_EVENTS}-event steps"),
+        events,
+        seconds: elapsed.as_secs_f64(),
+        events_per_second: events as f64 / elapsed.as_secs_f64(),
+        latency_p50_ms: quantile_ms(&steps, 0.5),
+        latency_p99_ms: quantile_ms(&steps, 0.99),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// `cartflow-projector rebuild` over the whole log.
+pub(crate) async fn rebuild(
+    base_url: &str,
+    prefix: &str,
+    events: u64,
+) -> anyhow::Result<StageResult> {
+    let mut client = db::connect(&db::with_database(base_url, &database_name(prefix))).await?;
+    let started = Instant::now();
+    let rebuilt =
+        cartflow_projector::rebuild::rebuild(&mut client, CHUNK_EVENTS, &CancellationToken::new())
+            .await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        rebuilt.bulk_events + rebuilt.caught_up_events == events,
+        "rebuilt {rebuilt:?} of {events}"
+    );
+    Ok(StageResult {
+        name: "rebuild".into(),
+        events,
+        seconds: elapsed.as_secs_f64(),
+        events_per_second: events as f64 / elapsed.as_secs_f64(),
+        latency_p50_ms: 0.0,
+        latency_p99_ms: 0.0,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// One plain SQL pass: the events grouped by cart, the largest of the aggregates.
+pub(crate) async fn baseline(
+    base_url: &str,
+    prefix: &str,
+    events: u64,
+) -> anyhow::Result<StageResult> {
+    let client = db::connect(&db::with_database(base_url, &database_name(prefix))).await?;
+    let started = Instant::now();
+    let row = client
+        .query_one(
+            "SELECT count(*), sum(n)::int8 FROM (
+                 SELECT coalesce(session_id, customer_id::text) AS cart, count(*) AS n,
+                        sum(product_price) FILTER (WHERE action = 'purchase_cart') AS revenue,
+                        min(\"timestamp\") AS first_at, max(\"timestamp\") AS last_at
+                 FROM events GROUP BY 1) carts",
+            &[],
+        )
+        .await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        row.get::<_, i64>(1) as u64 == events,
+        "counted the wrong events"
+    );
+    Ok(StageResult {
+        name: "plain SQL GROUP BY cart (baseline)".into(),
+        events,
+        seconds: elapsed.as_secs_f64(),
+        events_per_second: events as f64 / elapsed.as_secs_f64(),
+        latency_p50_ms: 0.0,
+        latency_p99_ms: 0.0,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
