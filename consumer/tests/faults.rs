@@ -239,3 +239,73 @@ async fn postgres_restarted_mid_run_loses_and_duplicates_nothing() {
     assert_exact(&env, EVENTS).await;
     env.cleanup().await;
 }
+
+/// The pid of the process listening on the broker's port (`ss` from iproute2). The test pauses
+/// that process, so it needs the broker on this machine, as deploy/local/test.sh runs it.
+fn broker_pid(env: &TestEnv) -> u32 {
+    let port = env.brokers.rsplit(':').next().expect("broker port");
+    let out = Command::new("ss")
+        .args(["-ltnpH", &format!("sport = :{port}")])
+        .output()
+        .expect("run ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no local process listens on {}: this test pauses the broker",
+                env.brokers
+            )
+        })
+}
+
+fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {signal} {pid}");
+}
+
+/// Resumes the broker if the test ends while it is paused.
+struct Paused(u32);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// The consumer holds what it prefetched, so the pause hits it mid-batch (storing, its offset
+/// commits failing) and then idle (its group session times out). After the resume the producer
+/// publishes again: the same first events (redelivered, to be skipped) and new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_paused_and_resumed_loses_and_duplicates_nothing() {
+    const BEFORE: u64 = 60_000;
+    const AFTER: u64 = 90_000;
+    let (_serial, env) = published(BEFORE).await;
+    let mut member = spawn_consumer(&env);
+    env.wait_for_events(BEFORE as i64 / 4, Duration::from_secs(120))
+        .await;
+    let pid = broker_pid(&env);
+    signal(pid, "-STOP");
+    let paused = Paused(pid);
+    // Longer than the session timeout: the group forgets the member while the broker sleeps.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    signal(pid, "-CONT");
+    drop(paused);
+    publish(&env, AFTER).await;
+    env.wait_for_events(AFTER as i64, Duration::from_secs(180))
+        .await;
+    assert!(
+        member.try_wait().expect("status").is_none(),
+        "the consumer rode it out"
+    );
+    assert!(sigterm(&mut member).success());
+    assert_exact(&env, AFTER).await;
+    env.cleanup().await;
+}
