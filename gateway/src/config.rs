@@ -2,18 +2,52 @@
 
 use std::net::SocketAddr;
 
-use cartflow_common::config::{DatabaseArgs, LogArgs};
+use cartflow_common::config::{DatabaseArgs, KafkaArgs, LogArgs, TopicArgs};
 use clap::Parser;
 
-/// Serves the dashboard, the snapshot API, /healthz and /metrics on one port.
+/// Serves the dashboard, the snapshot API, the WebSocket feed, /healthz and /metrics on one
+/// port. It only reads PostgreSQL (a read-only role is enough) and the cart-events topic.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "cartflow-gateway", version)]
 pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    #[command(flatten)]
     pub log: LogArgs,
-    /// Address the dashboard, API and ops endpoints listen on (port 0 picks a free port).
+    /// Address the dashboard, API, WebSocket and ops endpoints listen on (port 0 picks a
+    /// free port).
     #[arg(long, env = "CARTFLOW_GATEWAY_ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Require this token on /ws and /api/snapshot: `?token=…`, or for browsers the
+    /// WebSocket subprotocol `cartflow.token.…`, or the header `Authorization: Bearer …`.
+    /// Unset: no token needed.
+    #[arg(long, env = "CARTFLOW_GATEWAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Origins allowed to open /ws, comma-separated (`https://shop.example`). Without it,
+    /// only pages served by this gateway (Origin matching Host) and clients that send no
+    /// Origin (not browsers) are let in.
+    #[arg(long, env = "CARTFLOW_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Most WebSocket clients at once; more are refused with 503 before the upgrade.
+    #[arg(long, env = "CARTFLOW_MAX_CLIENTS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_clients: u32,
+    /// Messages a client may fall behind before it is cut (close code 4001).
+    #[arg(long, env = "CARTFLOW_CLIENT_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub client_queue: u32,
+    /// Updates are coalesced and sent at most once per tick, in milliseconds.
+    #[arg(long, env = "CARTFLOW_TICK_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub tick_ms: u64,
+    /// Largest message a client may send, in bytes; larger ones close the connection (1009).
+    #[arg(long, env = "CARTFLOW_MAX_MESSAGE_BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub max_message_bytes: u32,
+    /// Seconds between pings; a client that answers none for two intervals is closed.
+    #[arg(long, env = "CARTFLOW_PING_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub ping_secs: u64,
+    /// Do not read the cart-events topic (no live event feed; analytics only).
+    #[arg(long, env = "CARTFLOW_NO_FEED")]
+    pub no_feed: bool,
 }

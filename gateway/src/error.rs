@@ -10,4 +10,8 @@ pub enum Error {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("The analytics snapshot is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("The analytics snapshot is malformed: {0}")]
+    Snapshot(String),
 }

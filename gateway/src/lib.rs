@@ -1,17 +1,25 @@
-//! The cartflow gateway: the window onto the analytics.
+//! The cartflow gateway: the live window onto the analytics.
 //!
-//! One port serves the dashboard page (`/`), the snapshot API (`/api/snapshot`), `/healthz`
-//! and `/metrics`. It only reads PostgreSQL.
+//! One port serves the dashboard (`/`), every analytic as JSON (`/api/snapshot`), the
+//! WebSocket feed (`/ws`), `/healthz` and `/metrics`. It only reads: PostgreSQL (the
+//! projector's views, refreshed on its NOTIFY) and the cart-events topic (the live feed).
 //!
-//! This is the service's frame with a first snapshot (raw-log counts and revenue) and a page
-//! that polls it; the WebSocket feed and the full dashboard are built on it by the gateway
-//! issue.
+//! - [`snapshot`] reads the analytics in one statement and finds what changed;
+//! - [`hub`] serialises each update once and fans it out through a bounded ring;
+//! - [`analytics`] and [`feed`] feed the hub, coalesced per tick;
+//! - [`ws`] checks handshakes and runs each client (queue, pings, limits).
 
+pub mod analytics;
+mod assets;
 pub mod config;
 mod error;
+pub mod feed;
+pub mod hub;
+pub mod metrics;
 mod server;
 pub mod snapshot;
+pub mod ws;
 
 pub use config::Config;
 pub use error::Error;
-pub use server::{router, run};
+pub use server::{AppState, Gateway, router, run};

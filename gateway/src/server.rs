@@ -1,41 +1,110 @@
-//! The HTTP server.
+//! The HTTP server: the dashboard, `/api/snapshot`, `/ws`, `/healthz` and `/metrics` on one
+//! port, and the tasks that feed the hub.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Json, Response};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use cartflow_common::db;
 use cartflow_common::ops::{self, Health};
-use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::{Config, Error, snapshot};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::ws::{self, Slots, WsParams};
+use crate::{Config, Error, analytics, assets, feed};
 
-const INDEX_HTML: &str = include_str!("../static/index.html");
-
-/// The gateway's routes over `pool`, with `/metrics` and `/healthz`.
-pub fn router(pool: Pool, registry: prometheus::Registry, health: Health) -> Router {
-    Router::new()
-        .route("/", get(|| async { Html(INDEX_HTML) }))
-        .route("/api/snapshot", get(api_snapshot))
-        .with_state(pool)
-        .merge(ops::router(registry, health))
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub metrics: Metrics,
+    pub token: Option<String>,
+    pub allowed_origins: Arc<Vec<String>>,
+    pub slots: Slots,
+    pub max_message_bytes: usize,
+    pub ping_every: Duration,
+    pub shutdown: CancellationToken,
 }
 
-async fn api_snapshot(State(pool): State<Pool>) -> Response {
-    match snapshot::load(&pool).await {
-        Ok(s) => Json(s).into_response(),
-        Err(e) => {
-            warn!(error = %e, "Snapshot failed.");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "error": e.to_string() })),
-            )
-                .into_response()
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    pub addr: SocketAddr,
+    /// The fan-out, for publishing from outside (tests, embedders).
+    pub hub: Arc<Hub>,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl Gateway {
+    /// Starts serving on `listener` and following the analytics (and, unless `--no-feed`,
+    /// the cart-events topic) until `shutdown` is cancelled.
+    pub async fn start(
+        config: Config,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<Gateway, Error> {
+        let pool = db::pool(&config.database).await?;
+        let registry = ops::registry();
+        let metrics = Metrics::new(&registry);
+        let health = Health::default();
+        let hub = Hub::new(config.client_queue as usize);
+        let tick = Duration::from_millis(config.tick_ms);
+        tokio::spawn(analytics::run(
+            config.database.database_url.clone(),
+            pool.clone(),
+            hub.clone(),
+            metrics.clone(),
+            tick,
+            shutdown.clone(),
+        ));
+        if !config.no_feed {
+            tokio::spawn(feed::run(
+                config.kafka.clone(),
+                config.topics.clone(),
+                hub.clone(),
+                metrics.clone(),
+                tick,
+                shutdown.clone(),
+            ));
         }
+        let state = AppState {
+            hub: hub.clone(),
+            metrics,
+            token: config.token.clone(),
+            allowed_origins: Arc::new(config.allowed_origins.clone()),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.max_clients as usize)),
+            max_message_bytes: config.max_message_bytes as usize,
+            ping_every: Duration::from_secs(config.ping_secs),
+            shutdown: shutdown.clone(),
+        };
+        let app = router(state).merge(ops::router(registry, health.clone()));
+        let addr = listener.local_addr()?;
+        health.set_ready(true);
+        info!(url = %format!("http://{addr}/"), "Dashboard ready.");
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await?;
+            info!("Gateway stopped.");
+            Ok(())
+        });
+        Ok(Gateway { addr, hub, task })
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn stopped(self) -> Result<(), Error> {
+        self.task
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
     }
 }
 
@@ -45,15 +114,53 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let pool = db::pool(&config.database).await?;
-    let registry = ops::registry();
-    let health = Health::default();
-    health.set_ready(true);
-    let addr = listener.local_addr()?;
-    info!(url = %format!("http://{addr}/"), "Dashboard ready.");
-    axum::serve(listener, router(pool, registry, health))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    info!("Gateway stopped.");
-    Ok(())
+    Gateway::start(config, listener, shutdown)
+        .await?
+        .stopped()
+        .await
+}
+
+/// The gateway's own routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(assets::INDEX_HTML) }))
+        .route("/dashboard.js", get(|| async { js(assets::DASHBOARD_JS) }))
+        .route("/echarts.min.js", get(|| async { js(assets::ECHARTS_JS) }))
+        .route("/api/snapshot", get(api_snapshot))
+        .route("/ws", get(ws::handler))
+        .with_state(state)
+}
+
+fn js(body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The snapshot document the WebSocket clients get first (`docs/gateway.md`).
+async fn api_snapshot(
+    State(state): State<AppState>,
+    Query(params): Query<WsParams>,
+    headers: HeaderMap,
+) -> Response {
+    if !ws::check_token(&state, &params, &headers) {
+        return (StatusCode::UNAUTHORIZED, "A valid token is required.\n").into_response();
+    }
+    match state.hub.data() {
+        Some(text) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            text.as_str().to_owned(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The analytics have not been read yet; try again in a moment.\n",
+        )
+            .into_response(),
+    }
 }

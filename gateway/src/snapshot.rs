@@ -1,67 +1,122 @@
-//! `/api/snapshot`: the current state of the raw log, as JSON.
+//! The analytics as one JSON document, read in one statement (one consistent snapshot).
+//!
+//! Each top-level key is one view of the projector (`docs/gateway.md` lists them); a delta
+//! carries the keys whose value changed. Numbers are JSON numbers, times RFC 3339 strings.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use rust_decimal::Decimal;
-use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::Error;
 
-/// The snapshot document. Money is a decimal string, exact in every client.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Snapshot {
-    pub generated_at: DateTime<Utc>,
-    /// Events in the raw log.
-    pub events: i64,
-    /// Events by action (`add_to_cart`, `remove_from_cart`, `purchase_cart`).
-    pub events_by_action: BTreeMap<String, i64>,
-    pub customers: i64,
-    pub products: i64,
-    /// Sum of the prices of purchased items.
-    pub revenue: Decimal,
-    /// Event time of the newest event.
-    pub last_event_at: Option<DateTime<Utc>>,
+/// `(key, SQL producing a JSON value)`; lists are ordered and, where they can be long, cut.
+const PARTS: [(&str, &str); 16] = [
+    ("kpis", "(SELECT row_to_json(k) FROM v_kpis k)"),
+    (
+        "hour_of_day",
+        "(SELECT json_agg(v ORDER BY hour_of_day) FROM v_hour_of_day v)",
+    ),
+    (
+        "day_of_week",
+        "(SELECT json_agg(v ORDER BY iso_day_of_week) FROM v_day_of_week v)",
+    ),
+    (
+        "month",
+        "(SELECT json_agg(v ORDER BY month) FROM v_month v)",
+    ),
+    (
+        "day_hour",
+        "(SELECT json_agg(json_build_array(iso_day_of_week, hour_of_day, events) \
+             ORDER BY iso_day_of_week, hour_of_day) FROM v_day_hour)",
+    ),
+    ("peaks", "(SELECT json_agg(v) FROM v_peaks v)"),
+    (
+        "products",
+        "(SELECT json_agg(v ORDER BY rank_revenue, product_id) FROM v_product_performance v)",
+    ),
+    (
+        "categories",
+        "(SELECT json_agg(v ORDER BY revenue DESC, category) FROM v_category_performance v)",
+    ),
+    (
+        "abandoned_products",
+        "(SELECT json_agg(v) FROM (SELECT * FROM v_abandoned_products \
+             ORDER BY abandoned_value DESC, product_id LIMIT 10) v)",
+    ),
+    (
+        "price_bands",
+        "(SELECT json_agg(v ORDER BY band_floor) FROM v_abandonment_by_price_band v)",
+    ),
+    (
+        "abandoned_carts",
+        "(SELECT json_agg(v) FROM (SELECT * FROM v_abandoned_carts \
+             ORDER BY last_at DESC, cart_key LIMIT 20) v)",
+    ),
+    (
+        "customers",
+        "(SELECT json_agg(v) FROM (SELECT * FROM v_high_value_customers \
+             ORDER BY rank_revenue, customer_id LIMIT 20) v)",
+    ),
+    (
+        "age_groups",
+        "(SELECT json_agg(v ORDER BY age_group) FROM v_age_groups v)",
+    ),
+    (
+        "insights",
+        "(SELECT json_agg(v ORDER BY rank) FROM v_insights v)",
+    ),
+    (
+        "catalogue",
+        "(SELECT json_build_object('customers', (SELECT count(*) FROM customers), \
+             'products', (SELECT count(*) FROM products)))",
+    ),
+    (
+        "checkpoint",
+        "(SELECT json_build_object('next_tx', next_tx, 'events', events, \
+             'watermark', watermark, 'updated_at', updated_at) FROM analytics.checkpoint)",
+    ),
+];
+
+/// The keys of a snapshot, in document order.
+pub fn keys() -> impl Iterator<Item = &'static str> {
+    PARTS.iter().map(|(k, _)| *k)
 }
 
-pub async fn load(pool: &Pool) -> Result<Snapshot, Error> {
+fn query() -> String {
+    let fields: Vec<String> = PARTS
+        .iter()
+        .map(|(key, sql)| format!("'{key}', coalesce({sql}, '[]'::json)"))
+        .collect();
+    format!("SELECT json_build_object({})::text", fields.join(", "))
+}
+
+/// Reads every analytic.
+pub async fn load(pool: &Pool) -> Result<Map<String, Value>, Error> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT action, count(*), coalesce(sum(product_price), 0), max(\"timestamp\")
-             FROM events GROUP BY action",
-            &[],
-        )
-        .await?;
-    let mut snapshot = Snapshot {
-        generated_at: Utc::now(),
-        events: 0,
-        events_by_action: BTreeMap::new(),
-        customers: 0,
-        products: 0,
-        revenue: Decimal::ZERO,
-        last_event_at: None,
-    };
-    for row in rows {
-        let action: String = row.get(0);
-        let count: i64 = row.get(1);
-        let value: Decimal = row.get(2);
-        let last: Option<DateTime<Utc>> = row.get(3);
-        snapshot.events += count;
-        if action == "purchase_cart" {
-            snapshot.revenue = value;
-        }
-        snapshot.last_event_at = snapshot.last_event_at.max(last);
-        snapshot.events_by_action.insert(action, count);
+    let text: String = client.query_one(&query(), &[]).await?.get(0);
+    match serde_json::from_str(&text)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(Error::Snapshot("not a JSON object".into())),
     }
-    let counts = client
-        .query_one(
-            "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM products)",
-            &[],
-        )
-        .await?;
-    snapshot.customers = counts.get(0);
-    snapshot.products = counts.get(1);
-    Ok(snapshot)
+}
+
+/// The keys of `new` whose value differs from `old`, with their new values.
+pub fn changes(old: &Map<String, Value>, new: &Map<String, Value>) -> Map<String, Value> {
+    new.iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_carry_only_what_changed() {
+        let old = json!({"kpis": {"events": 1}, "peaks": []});
+        let new = json!({"kpis": {"events": 2}, "peaks": []});
+        let d = changes(old.as_object().unwrap(), new.as_object().unwrap());
+        assert_eq!(Value::Object(d), json!({"kpis": {"events": 2}}));
+    }
 }

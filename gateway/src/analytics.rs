@@ -1,0 +1,82 @@
+//! Keeps the hub's snapshot current: woken by the projector's NOTIFY, coalesced per tick.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cartflow_common::db;
+use deadpool_postgres::Pool;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::{Error, snapshot};
+
+/// The projector's channel (`cartflow_projector::apply::ANALYTICS_CHANNEL`).
+const ANALYTICS_CHANNEL: &str = "cartflow_analytics";
+/// Read the analytics this often even without a NOTIFY (a missed one, or the abandonment
+/// clock of the views, which moves without new events).
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown`; reconnects when PostgreSQL goes away.
+pub async fn run(
+    url: String,
+    pool: Pool,
+    hub: Arc<Hub>,
+    metrics: Metrics,
+    tick: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut retry = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        match follow(&url, &pool, &hub, &metrics, tick, &shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = retry.as_millis() as u64, "Analytics refresh failed; retrying.");
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                retry = (retry * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn follow(
+    url: &str,
+    pool: &Pool,
+    hub: &Hub,
+    metrics: &Metrics,
+    tick: Duration,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let (_client, mut notifications) = db::listen(url, ANALYTICS_CHANNEL).await?;
+    let mut dirty = true;
+    let mut last = Instant::now();
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            n = notifications.recv() => match n {
+                Some(_) => dirty = true,
+                None => return Err(Error::Snapshot("the LISTEN connection closed".into())),
+            },
+            _ = ticker.tick() => {
+                if dirty || last.elapsed() >= REFRESH_EVERY {
+                    let started = Instant::now();
+                    let data = snapshot::load(pool).await?;
+                    metrics.snapshot_seconds.observe(started.elapsed().as_secs_f64());
+                    let changed = hub.publish_snapshot(data);
+                    if changed > 0 {
+                        metrics.broadcasts.with_label_values(&["analytics"]).inc();
+                        debug!(changed, "Broadcast an analytics delta.");
+                    }
+                    dirty = false;
+                    last = Instant::now();
+                }
+            }
+            () = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}

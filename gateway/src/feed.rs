@@ -1,0 +1,131 @@
+//! The live event feed: every partition of the cart-events topic, from the end, without a
+//! consumer group (each gateway instance sees every event), coalesced per tick.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cartflow_common::config::{KafkaArgs, TopicArgs};
+use cartflow_common::kafka;
+use cartflow_schemas::{CartEvent, Codec};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::hub::{Channel, Hub};
+use crate::metrics::Metrics;
+
+/// Events listed in one feed message; the rest of the tick's events are only counted.
+const EVENTS_PER_MESSAGE: usize = 25;
+
+/// Runs until `shutdown`; waits for the broker and the topic when they are not there yet.
+pub async fn run(
+    kafka_args: KafkaArgs,
+    topics: TopicArgs,
+    hub: Arc<Hub>,
+    metrics: Metrics,
+    tick: Duration,
+    shutdown: CancellationToken,
+) {
+    let topic = topics.cart_events_topic;
+    loop {
+        match assign(&kafka_args, &topic) {
+            Ok(consumer) => {
+                info!(topic = %topic, "Feeding live events.");
+                follow(&consumer, &hub, &metrics, tick, &shutdown).await;
+                return;
+            }
+            Err(e) => warn!(error = %e, topic = %topic, "No live feed yet; retrying in 5 s."),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+fn assign(args: &KafkaArgs, topic: &str) -> Result<StreamConsumer, String> {
+    let consumer: StreamConsumer = kafka::client_config(args, "cartflow-gateway")
+        // Never joins: partitions are assigned directly and nothing is committed.
+        .set("group.id", "cartflow-gateway")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    if partitions == 0 {
+        return Err("the topic does not exist yet".into());
+    }
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        list.add_partition_offset(topic, p, Offset::End)
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&list).map_err(|e| e.to_string())?;
+    Ok(consumer)
+}
+
+async fn follow(
+    consumer: &StreamConsumer,
+    hub: &Hub,
+    metrics: &Metrics,
+    tick: Duration,
+    shutdown: &CancellationToken,
+) {
+    let codec = Codec::single_object();
+    let mut pending: Vec<Value> = Vec::new();
+    let mut count = 0u64;
+    let mut ticker = tokio::time::interval(tick);
+    loop {
+        tokio::select! {
+            m = consumer.recv() => match m {
+                Ok(m) => {
+                    // Undecodable messages are the consumer's to dead-letter; the feed skips them.
+                    if let Ok(e) = codec.decode::<CartEvent>(m.payload().unwrap_or_default()) {
+                        metrics.feed_events.inc();
+                        count += 1;
+                        if pending.len() == EVENTS_PER_MESSAGE {
+                            pending.remove(0);
+                        }
+                        pending.push(event(&e));
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "Feed receive error; the client reconnects by itself.");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+            _ = ticker.tick() => {
+                if count > 0 {
+                    let events = std::mem::take(&mut pending);
+                    hub.broadcast(Channel::Feed, &json!({"type": "feed", "count": count, "events": events}));
+                    metrics.broadcasts.with_label_values(&["feed"]).inc();
+                    count = 0;
+                }
+            }
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+fn event(e: &CartEvent) -> Value {
+    json!({
+        "event_id": e.event_id,
+        "customer_id": e.customer_id,
+        "product_id": e.product_id,
+        "product_title": e.product_title,
+        "product_price": e.product_price.to_string(),
+        "action": e.action.as_str(),
+        "timestamp": e.timestamp,
+        "session_id": e.session_id,
+    })
+}

@@ -1,0 +1,122 @@
+//! The fan-out: every message is serialised once and shared by all clients.
+//!
+//! A client's queue is its position in one bounded broadcast ring: a client more than the
+//! ring's length behind is cut (it would otherwise hold memory for everyone), and the others
+//! never wait for it. The current snapshot is kept beside the ring and handed out under the
+//! same lock as each update is published, so a new client gets the snapshot and then exactly
+//! the updates after it.
+
+use std::sync::{Arc, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+/// What a client can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Snapshot deltas after the projector's commits.
+    Analytics,
+    /// Cart events as they arrive on the topic.
+    Feed,
+}
+
+impl Channel {
+    pub fn parse(s: &str) -> Option<Channel> {
+        match s {
+            "analytics" => Some(Channel::Analytics),
+            "feed" => Some(Channel::Feed),
+            _ => None,
+        }
+    }
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Channel::Analytics => "analytics",
+            Channel::Feed => "feed",
+        }
+    }
+}
+
+/// One serialised message for every subscriber of its channel.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub channel: Channel,
+    pub text: Utf8Bytes,
+}
+
+#[derive(Debug, Default)]
+struct Current {
+    seq: u64,
+    data: Map<String, Value>,
+    /// `data` as a snapshot message, serialised once.
+    message: Option<Utf8Bytes>,
+}
+
+#[derive(Debug)]
+pub struct Hub {
+    tx: broadcast::Sender<Outgoing>,
+    current: RwLock<Current>,
+}
+
+impl Hub {
+    /// A hub whose clients may fall `queue` messages behind.
+    pub fn new(queue: usize) -> Arc<Hub> {
+        let (tx, _) = broadcast::channel(queue.max(1));
+        Arc::new(Hub {
+            tx,
+            current: RwLock::new(Current::default()),
+        })
+    }
+
+    /// The current snapshot message (if the analytics were read yet) and a receiver of
+    /// everything published after it.
+    pub fn subscribe(&self) -> (Option<Utf8Bytes>, broadcast::Receiver<Outgoing>) {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (current.message.clone(), self.tx.subscribe())
+    }
+
+    /// Stores a new snapshot and broadcasts what changed. Returns the number of changed keys.
+    pub fn publish_snapshot(&self, data: Map<String, Value>) -> usize {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let changes = crate::snapshot::changes(&current.data, &data);
+        if changes.is_empty() && current.message.is_some() {
+            return 0;
+        }
+        let n = changes.len();
+        current.seq += 1;
+        let seq = current.seq;
+        current.message = Some(text(
+            &json!({"type": "snapshot", "seq": seq, "data": &data}),
+        ));
+        current.data = data;
+        let delta = json!({"type": "delta", "seq": seq, "changes": changes});
+        // No subscribers is not an error.
+        let _ = self.tx.send(Outgoing {
+            channel: Channel::Analytics,
+            text: text(&delta),
+        });
+        n
+    }
+
+    /// Broadcasts a message to every subscriber of `channel`.
+    pub fn broadcast(&self, channel: Channel, message: &Value) {
+        let _ = self.tx.send(Outgoing {
+            channel,
+            text: text(message),
+        });
+    }
+
+    /// The current analytics, as a snapshot document's `data`.
+    pub fn data(&self) -> Option<Utf8Bytes> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .message
+            .clone()
+    }
+}
+
+fn text(v: &Value) -> Utf8Bytes {
+    Utf8Bytes::from(v.to_string())
+}

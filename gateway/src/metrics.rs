@@ -1,0 +1,86 @@
+//! Every metric the gateway exports, named in one place.
+
+use cartflow_common::ops::register;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// WebSocket clients connected now.
+    pub clients: IntGauge,
+    /// WebSocket connections accepted.
+    pub connections: IntCounter,
+    /// Handshakes refused, by reason (token, origin, full).
+    pub refused: IntCounterVec,
+    /// Clients closed by the server, by reason (slow, timeout, oversized).
+    pub cut: IntCounterVec,
+    /// Messages written to clients.
+    pub sent: IntCounter,
+    /// Messages broadcast, by channel (analytics, feed).
+    pub broadcasts: IntCounterVec,
+    /// Cart events read from the topic for the feed.
+    pub feed_events: IntCounter,
+    /// Time to read the analytics snapshot.
+    pub snapshot_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new(r: &Registry) -> Self {
+        let vec = |name: &str, help: &str, label: &str| {
+            register(
+                r,
+                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric"),
+            )
+        };
+        let counter = |name: &str, help: &str| {
+            register(r, IntCounter::new(name, help).expect("valid metric"))
+        };
+        Metrics {
+            clients: register(
+                r,
+                IntGauge::new(
+                    "cartflow_gateway_clients",
+                    "WebSocket clients connected now.",
+                )
+                .expect("valid metric"),
+            ),
+            connections: counter(
+                "cartflow_gateway_connections_total",
+                "WebSocket connections accepted.",
+            ),
+            refused: vec(
+                "cartflow_gateway_refused_total",
+                "Handshakes refused before the upgrade, by reason.",
+                "reason",
+            ),
+            cut: vec(
+                "cartflow_gateway_cut_clients_total",
+                "Clients closed by the gateway, by reason.",
+                "reason",
+            ),
+            sent: counter(
+                "cartflow_gateway_messages_sent_total",
+                "Messages written to WebSocket clients.",
+            ),
+            broadcasts: vec(
+                "cartflow_gateway_broadcasts_total",
+                "Messages broadcast (serialised once each), by channel.",
+                "channel",
+            ),
+            feed_events: counter(
+                "cartflow_gateway_feed_events_total",
+                "Cart events read from the topic for the live feed.",
+            ),
+            snapshot_seconds: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "cartflow_gateway_snapshot_seconds",
+                        "Time to read the analytics snapshot from PostgreSQL.",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid")),
+                )
+                .expect("valid metric"),
+            ),
+        }
+    }
+}

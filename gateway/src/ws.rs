@@ -1,0 +1,263 @@
+//! `/ws`: the handshake checks (token, Origin, connection limit) and one client's life.
+//!
+//! Protocol (docs/gateway.md): on connect a `snapshot`, then `delta` messages after projector
+//! commits and `feed` messages with live events, each coalesced per tick. A client picks
+//! channels with `?channels=analytics,feed` or by sending `{"subscribe": [...]}` /
+//! `{"unsubscribe": [...]}`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::debug;
+
+use crate::hub::Channel;
+use crate::server::AppState;
+
+/// Close codes of the protocol.
+pub const CLOSE_TOO_SLOW: u16 = 4001;
+pub const CLOSE_NO_PONG: u16 = 4002;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// The subprotocol the gateway speaks; browsers must offer it beside a token protocol.
+pub const PROTOCOL: &str = "cartflow.v1";
+const TOKEN_PROTOCOL_PREFIX: &str = "cartflow.token.";
+/// A write that takes longer than this means the peer stopped reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WsParams {
+    token: Option<String>,
+    channels: Option<String>,
+}
+
+/// Whether the request carries the configured token (query, subprotocol or bearer header).
+pub fn authorised(expected: Option<&str>, query_token: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    let from_protocol = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| {
+            p.trim()
+                .strip_prefix(TOKEN_PROTOCOL_PREFIX)
+                .map(str::to_owned)
+        });
+    let from_bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    query_token
+        .map(str::to_owned)
+        .into_iter()
+        .chain(from_protocol)
+        .chain(from_bearer)
+        .any(|t| t == expected)
+}
+
+/// Browsers send an Origin: it must be this gateway's own or in the allow-list. Clients
+/// that send none (not browsers) are let in.
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if allowed.iter().any(|a| a == origin) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    host.is_some() && origin_host == host
+}
+
+pub async fn handler(
+    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    Query(params): Query<WsParams>,
+    State(state): State<AppState>,
+) -> Response {
+    let refuse = |reason: &str, status: StatusCode, message: &'static str| {
+        state.metrics.refused.with_label_values(&[reason]).inc();
+        (status, message).into_response()
+    };
+    if !authorised(state.token.as_deref(), params.token.as_deref(), &headers) {
+        return refuse(
+            "token",
+            StatusCode::UNAUTHORIZED,
+            "A valid token is required.\n",
+        );
+    }
+    if !origin_allowed(&state.allowed_origins, &headers) {
+        return refuse(
+            "origin",
+            StatusCode::FORBIDDEN,
+            "This Origin is not allowed.\n",
+        );
+    }
+    let Ok(permit) = state.slots.clone().try_acquire_owned() else {
+        return refuse(
+            "full",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many clients; try again later.\n",
+        );
+    };
+    let channels: HashSet<Channel> = match &params.channels {
+        Some(list) => list
+            .split(',')
+            .filter_map(|c| Channel::parse(c.trim()))
+            .collect(),
+        None => HashSet::from([Channel::Analytics, Channel::Feed]),
+    };
+    let max = state.max_message_bytes;
+    ws.protocols([PROTOCOL])
+        .max_message_size(max)
+        .max_frame_size(max)
+        // Small buffers keep an idle connection cheap; messages are written whole.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| serve(socket, state, channels, permit))
+}
+
+async fn serve(
+    socket: WebSocket,
+    state: AppState,
+    mut channels: HashSet<Channel>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let m = &state.metrics;
+    m.clients.inc();
+    m.connections.inc();
+    let reason = client(socket, &state, &mut channels).await;
+    if let Some(reason) = reason {
+        m.cut.with_label_values(&[reason]).inc();
+        debug!(reason, "Closed a client.");
+    }
+    m.clients.dec();
+}
+
+/// Runs one client until it leaves or is cut; returns why it was cut.
+async fn client(
+    socket: WebSocket,
+    state: &AppState,
+    channels: &mut HashSet<Channel>,
+) -> Option<&'static str> {
+    let (mut sink, mut stream) = socket.split();
+    let (snapshot, mut rx) = state.hub.subscribe();
+    let send = |text: Utf8Bytes| Message::Text(text);
+    if channels.contains(&Channel::Analytics) {
+        let first = snapshot.unwrap_or_else(|| {
+            Utf8Bytes::from_static(r#"{"type":"snapshot","seq":0,"data":null}"#)
+        });
+        if !deliver(&mut sink, send(first), state).await {
+            return Some("slow");
+        }
+    }
+    let ping_every = state.ping_every;
+    let mut ping = tokio::time::interval(ping_every);
+    ping.tick().await;
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Ok(o) if channels.contains(&o.channel) => {
+                    if !deliver(&mut sink, send(o.text), state).await {
+                        return Some("slow");
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    close(&mut sink, CLOSE_TOO_SLOW, "too slow: fell behind the live updates").await;
+                    return Some("slow");
+                }
+                Err(RecvError::Closed) => {
+                    close(&mut sink, CLOSE_GOING_AWAY, "gateway stopping").await;
+                    return None;
+                }
+            },
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    last_heard = Instant::now();
+                    apply_request(&text, channels);
+                }
+                Some(Ok(Message::Close(_))) | None => return None,
+                Some(Ok(_)) => last_heard = Instant::now(),
+                // Oversized messages and protocol errors: tungstenite has already closed the
+                // connection with 1009 or 1002.
+                Some(Err(_)) => return Some("protocol"),
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 2 {
+                    close(&mut sink, CLOSE_NO_PONG, "no pong").await;
+                    return Some("timeout");
+                }
+                if !deliver(&mut sink, Message::Ping(Default::default()), state).await {
+                    return Some("slow");
+                }
+            }
+            () = state.shutdown.cancelled() => {
+                close(&mut sink, CLOSE_GOING_AWAY, "gateway stopping").await;
+                return None;
+            }
+        }
+    }
+}
+
+type Sink = futures::stream::SplitSink<WebSocket, Message>;
+
+async fn deliver(sink: &mut Sink, message: Message, state: &AppState) -> bool {
+    match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
+        Ok(Ok(())) => {
+            state.metrics.sent.inc();
+            true
+        }
+        _ => false,
+    }
+}
+
+async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+#[derive(Debug, Deserialize)]
+struct Request {
+    #[serde(default)]
+    subscribe: Vec<String>,
+    #[serde(default)]
+    unsubscribe: Vec<String>,
+}
+
+/// `{"subscribe": ["feed"]}` / `{"unsubscribe": ["analytics"]}`; anything else is ignored.
+fn apply_request(text: &str, channels: &mut HashSet<Channel>) {
+    let Ok(request) = serde_json::from_str::<Request>(text) else {
+        return;
+    };
+    channels.extend(request.subscribe.iter().filter_map(|c| Channel::parse(c)));
+    for c in request.unsubscribe.iter().filter_map(|c| Channel::parse(c)) {
+        channels.remove(&c);
+    }
+}
+
+/// Used by `/api/snapshot` too.
+pub fn check_token(state: &AppState, params: &WsParams, headers: &HeaderMap) -> bool {
+    authorised(state.token.as_deref(), params.token.as_deref(), headers)
+}
+
+pub type Slots = Arc<tokio::sync::Semaphore>;

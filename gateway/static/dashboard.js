@@ -1,0 +1,176 @@
+// The cartflow dashboard: a snapshot on connect, then deltas and live events over /ws.
+// Protocol: docs/gateway.md. Reconnects by itself and gets a fresh snapshot each time.
+"use strict";
+
+const state = { data: null, feed: [], feedCount: 0, feedSince: Date.now() };
+const charts = {};
+const $ = (id) => document.getElementById(id);
+
+const num = new Intl.NumberFormat("en-US");
+const money = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const fmt = {
+  n: (v) => (v == null ? "–" : num.format(v)),
+  money: (v) => (v == null ? "–" : money.format(v)),
+  pct: (v) => (v == null ? "–" : (v * 100).toFixed(1) + "%"),
+};
+const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+// KPI tiles: each carries its raw value in data-value, so tests compare it with /api/snapshot.
+const TILES = [
+  ["events", "Events", fmt.n],
+  ["revenue", "Revenue", fmt.money],
+  ["carts", "Carts", fmt.n],
+  ["cart_to_purchase_rate", "Cart-to-purchase", fmt.pct],
+  ["cart_abandonment_rate", "Cart abandonment", fmt.pct],
+  ["item_abandonment_rate", "Item abandonment", fmt.pct],
+  ["cart_abandoned_value", "Abandoned value (carts)", fmt.money],
+  ["item_abandoned_value", "Abandoned value (items)", fmt.money],
+  ["average_order_value", "Average order", fmt.money],
+  ["open_carts", "Open carts", fmt.n],
+];
+
+function setState(text, cls) {
+  const el = $("state");
+  el.textContent = text;
+  el.className = cls;
+  el.dataset.state = cls;
+}
+
+function chart(id) {
+  if (!charts[id] && window.echarts) charts[id] = echarts.init($(id));
+  return charts[id];
+}
+
+function table(id, head, rows) {
+  const th = head.map(([label, n]) => `<th${n ? ' class="n"' : ""}>${esc(label)}</th>`).join("");
+  const body = rows.map((r) => "<tr>" + r.map((c, i) => `<td${head[i][1] ? ' class="n"' : ""}>${esc(c)}</td>`).join("") + "</tr>").join("");
+  $(id).innerHTML = `<thead><tr>${th}</tr></thead><tbody>${body}</tbody>`;
+}
+
+function renderTiles(k) {
+  $("tiles").innerHTML = TILES.map(([key, label, f]) =>
+    `<div class="tile" data-kpi="${key}" data-value="${esc(k?.[key] ?? "")}"><div class="label">${esc(label)}</div><div class="value">${esc(f(k?.[key]))}</div></div>`).join("");
+  $("watermark").textContent = k?.watermark ? "data up to " + new Date(k.watermark).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "";
+}
+
+function bars(id, labels, series, yNames) {
+  const c = chart(id);
+  if (!c) return;
+  c.setOption({
+    animation: false,
+    tooltip: { trigger: "axis" },
+    legend: { top: 0, textStyle: { fontSize: 11 } },
+    grid: { left: 48, right: 48, top: 28, bottom: 24 },
+    xAxis: { type: "category", data: labels },
+    yAxis: yNames.map((name) => ({ type: "value", name, nameTextStyle: { fontSize: 10 } })),
+    series,
+  }, true);
+}
+
+function render() {
+  const d = state.data;
+  if (!d) return;
+  const k = d.kpis || {};
+  renderTiles(k);
+
+  $("insights").innerHTML = (d.insights || []).map((i) =>
+    `<li data-rank="${i.rank}"><b>${esc(i.finding)}: ${esc(i.subject)}</b> — ${esc(i.evidence)}</li>`).join("") || "<li>No findings yet.</li>";
+
+  const hours = d.hour_of_day || [];
+  bars("chart-hour", hours.map((h) => h.hour_of_day), [
+    { name: "events", type: "bar", data: hours.map((h) => h.events) },
+    { name: "revenue", type: "line", yAxisIndex: 1, data: hours.map((h) => h.revenue) },
+  ], ["events", "revenue"]);
+  bars("chart-abandon-hour", hours.map((h) => h.hour_of_day), [
+    { name: "abandoned carts", type: "bar", data: hours.map((h) => h.abandoned_carts) },
+    { name: "abandonment rate", type: "line", yAxisIndex: 1, data: hours.map((h) => h.cart_abandonment_rate) },
+  ], ["carts", "rate"]);
+  const days = d.day_of_week || [];
+  bars("chart-day", days.map((x) => x.day.slice(0, 3)), [
+    { name: "events", type: "bar", data: days.map((x) => x.events) },
+    { name: "revenue", type: "line", yAxisIndex: 1, data: days.map((x) => x.revenue) },
+  ], ["events", "revenue"]);
+  const months = d.month || [];
+  bars("chart-month", months.map((x) => x.month_name.slice(0, 3)), [
+    { name: "events", type: "bar", data: months.map((x) => x.events) },
+    { name: "revenue", type: "line", yAxisIndex: 1, data: months.map((x) => x.revenue) },
+  ], ["events", "revenue"]);
+  const bands = d.price_bands || [];
+  bars("chart-bands", bands.map((b) => b.band), [
+    { name: "items abandoned", type: "bar", data: bands.map((b) => b.items_abandoned) },
+    { name: "item abandonment rate", type: "line", yAxisIndex: 1, data: bands.map((b) => b.item_abandonment_rate) },
+  ], ["items", "rate"]);
+
+  const grid = d.day_hour || [];
+  const heat = chart("chart-heatmap");
+  if (heat) {
+    heat.setOption({
+      animation: false,
+      tooltip: { position: "top" },
+      grid: { left: 40, right: 12, top: 8, bottom: 60 },
+      xAxis: { type: "category", data: [...Array(24).keys()] },
+      yAxis: { type: "category", data: DAYS },
+      visualMap: { min: 0, max: Math.max(1, ...grid.map((g) => g[2])), calculable: true, orient: "horizontal", left: "center", bottom: 0, itemHeight: 120 },
+      series: [{ type: "heatmap", data: grid.map(([dow, h, v]) => [h, dow - 1, v]) }],
+    }, true);
+  }
+
+  table("products", [["Product"], ["Added", 1], ["Bought", 1], ["Revenue", 1], ["Add→buy", 1]],
+    (d.products || []).slice(0, 10).map((p) => [p.title, fmt.n(p.adds), fmt.n(p.purchases), fmt.money(p.revenue), fmt.pct(p.add_to_purchase_rate)]));
+  table("abandoned", [["Product"], ["Abandoned", 1], ["Rate", 1], ["Value", 1]],
+    (d.abandoned_products || []).map((p) => [p.title, fmt.n(p.items_abandoned), fmt.pct(p.item_abandonment_rate), fmt.money(p.abandoned_value)]));
+  table("categories", [["Category"], ["Added", 1], ["Bought", 1], ["Revenue", 1], ["Abandoned", 1]],
+    (d.categories || []).map((c) => [c.category, fmt.n(c.adds), fmt.n(c.purchases), fmt.money(c.revenue), fmt.pct(c.item_abandonment_rate)]));
+  table("ages", [["Age"], ["Customers", 1], ["Revenue", 1], ["Cart→buy", 1], ["Abandoned", 1]],
+    (d.age_groups || []).map((a) => [a.age_group, fmt.n(a.customers), fmt.money(a.revenue), fmt.pct(a.cart_to_purchase_rate), fmt.pct(a.cart_abandonment_rate)]));
+  table("customers", [["Customer"], ["Revenue", 1], ["Orders", 1], ["AOV", 1], ["RFM", 1], ["Segment"]],
+    (d.customers || []).slice(0, 10).map((c) => [c.name || "#" + c.customer_id, fmt.money(c.revenue), fmt.n(c.orders), fmt.money(c.average_order_value), c.rfm_score, c.segment]));
+}
+
+function renderFeed() {
+  table("feed-table", [["Time (event)"], ["Action"], ["Product"], ["Price", 1], ["Customer", 1]],
+    state.feed.map((e) => [e.timestamp.replace("T", " ").slice(0, 19), e.action.replace(/_/g, " "), e.product_title, e.product_price, e.customer_id]));
+  const secs = Math.max(1, (Date.now() - state.feedSince) / 1000);
+  $("feed-rate").textContent = `${(state.feedCount / secs).toFixed(1)} events/s`;
+}
+
+let timer = null;
+function scheduleRender() {
+  if (timer) return;
+  timer = requestAnimationFrame(() => { timer = null; render(); });
+}
+
+function connect(attempt) {
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const protocols = ["cartflow.v1"].concat(token ? ["cartflow.token." + token] : []);
+  const ws = new WebSocket(url, protocols);
+  setState(attempt ? "reconnecting…" : "connecting…", "");
+  ws.onopen = () => setState("live", "live");
+  ws.onmessage = (m) => {
+    const msg = JSON.parse(m.data);
+    if (msg.type === "snapshot") {
+      state.data = msg.data || {};
+      document.body.dataset.seq = msg.seq;
+      scheduleRender();
+    } else if (msg.type === "delta") {
+      state.data = Object.assign(state.data || {}, msg.changes);
+      document.body.dataset.seq = msg.seq;
+      scheduleRender();
+    } else if (msg.type === "feed") {
+      state.feedCount += msg.count;
+      state.feed = msg.events.slice().reverse().concat(state.feed).slice(0, 40);
+      renderFeed();
+    }
+  };
+  ws.onclose = (e) => {
+    setState(`disconnected (${e.code}); retrying`, "down");
+    setTimeout(() => connect(attempt + 1), Math.min(10000, 500 * 2 ** Math.min(attempt, 5)));
+  };
+}
+
+window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
+renderTiles(null);
+connect(0);
