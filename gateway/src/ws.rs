@@ -26,6 +26,7 @@ use crate::server::AppState;
 pub const CLOSE_TOO_SLOW: u16 = 4001;
 pub const CLOSE_NO_PONG: u16 = 4002;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_TOO_BIG: u16 = 1009;
 /// The subprotocol the gateway speaks; browsers must offer it beside a token protocol.
 pub const PROTOCOL: &str = "cartflow.v1";
 const TOKEN_PROTOCOL_PREFIX: &str = "cartflow.token.";
@@ -191,9 +192,14 @@ async fn client(
                 }
                 Some(Ok(Message::Close(_))) | None => return None,
                 Some(Ok(_)) => last_heard = Instant::now(),
-                // Oversized messages and protocol errors: tungstenite has already closed the
-                // connection with 1009 or 1002.
-                Some(Err(_)) => return Some("protocol"),
+                Some(Err(e)) => {
+                    // tungstenite refuses a message over the limit before reading it whole.
+                    if e.to_string().contains("Space limit exceeded") {
+                        close(&mut sink, CLOSE_TOO_BIG, "message too big").await;
+                        return Some("oversized");
+                    }
+                    return Some("protocol");
+                }
             },
             _ = ping.tick() => {
                 if last_heard.elapsed() > ping_every * 2 {

@@ -1,0 +1,272 @@
+//! The WebSocket protocol with real clients against an in-process gateway on a fresh
+//! database: snapshot then deltas, a slow client cut while a fast one keeps receiving, an
+//! oversized message refused, a bad token and a bad Origin refused before the upgrade.
+
+use std::time::Duration;
+
+use cartflow_gateway::hub::Channel;
+use cartflow_gateway::{Config, Gateway};
+use cartflow_projector::apply::{self, LIVE_SCHEMA};
+use cartflow_tests::{TestDb, any_port};
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn start(db: &TestDb, extra: &[&str]) -> (Gateway, CancellationToken) {
+    let mut args = vec![
+        "cartflow-gateway",
+        "--database-url",
+        &db.url,
+        "--no-feed",
+        "--tick-ms",
+        "20",
+    ];
+    args.extend(extra);
+    let config = Config::try_parse_from(args).expect("gateway flags");
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(config, any_port().await, shutdown.clone())
+        .await
+        .expect("start the gateway");
+    // The first snapshot is read right after start.
+    let hub = gateway.hub.clone();
+    cartflow_tests::wait_until("the first snapshot", Duration::from_secs(10), || async {
+        hub.data().is_some()
+    })
+    .await;
+    (gateway, shutdown)
+}
+
+async fn connect(gateway: &Gateway, query: &str) -> Client {
+    let url = format!("ws://{}/ws{query}", gateway.addr);
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect")
+        .0
+}
+
+/// The next text message as JSON, within `timeout`.
+async fn next_json(client: &mut Client, timeout: Duration) -> Value {
+    loop {
+        let m = tokio::time::timeout(timeout, client.next())
+            .await
+            .expect("a message in time")
+            .expect("the connection open")
+            .expect("a frame");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).expect("JSON");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gets_the_snapshot_then_deltas_after_projector_commits() {
+    let db = TestDb::new().await;
+    let (gateway, shutdown) = start(&db, &[]).await;
+    let mut client = connect(&gateway, "").await;
+    let first = next_json(&mut client, Duration::from_secs(5)).await;
+    assert_eq!(first["type"], "snapshot");
+    assert_eq!(first["data"]["kpis"]["events"], 0);
+    let seq = first["seq"].as_u64().expect("seq");
+
+    let mut pg = db.client().await;
+    pg.execute(
+        "INSERT INTO events (event_id, customer_id, product_id, product_title, product_price, \
+             action, \"timestamp\", session_id, kafka_partition, kafka_offset) \
+         SELECT gen_random_uuid(), 1, 1, 'p', 10.00, 'add_to_cart', now(), 's', 0, i \
+         FROM generate_series(1, 7) i",
+        &[],
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !cartflow_tests::analytics::projected_everything(&pg).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the projector never caught up"
+        );
+        apply::catch_up(&mut pg, LIVE_SCHEMA, 1000).await.unwrap();
+    }
+
+    let delta = next_json(&mut client, Duration::from_secs(10)).await;
+    assert_eq!(delta["type"], "delta");
+    assert_eq!(delta["seq"].as_u64(), Some(seq + 1), "no update skipped");
+    assert_eq!(delta["changes"]["kpis"]["events"], 7);
+    assert!(
+        delta["changes"].get("month").is_some(),
+        "changed views are in the delta"
+    );
+    assert!(
+        delta["changes"].get("catalogue").is_none(),
+        "unchanged parts (no customer or product was stored) are left out"
+    );
+
+    // A client connecting now gets the new state in its snapshot.
+    let mut late = connect(&gateway, "?channels=analytics").await;
+    let snapshot = next_json(&mut late, Duration::from_secs(5)).await;
+    assert_eq!(snapshot["data"]["kpis"]["events"], 7);
+    shutdown.cancel();
+    gateway.stopped().await.unwrap();
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_cut_while_a_fast_one_keeps_receiving() {
+    const MESSAGES: u64 = 300;
+    let db = TestDb::new().await;
+    let (gateway, shutdown) = start(&db, &["--client-queue", "16"]).await;
+    let mut fast = connect(&gateway, "?channels=feed").await;
+    let mut slow = connect(&gateway, "?channels=feed").await;
+
+    let fast_reader = tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < MESSAGES {
+            let m = next_json(&mut fast, Duration::from_secs(20)).await;
+            assert_eq!(m["n"].as_u64(), Some(seen), "in order, nothing missing");
+            seen += 1;
+        }
+        seen
+    });
+    let slow_reader = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match slow.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    });
+    // 300 messages of 32 KiB: far more than the slow client's socket buffers and queue.
+    let padding = "x".repeat(32 * 1024);
+    for n in 0..MESSAGES {
+        gateway.hub.broadcast(
+            Channel::Feed,
+            &json!({"type": "feed", "n": n, "pad": padding}),
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(fast_reader.await.unwrap(), MESSAGES);
+    let code = tokio::time::timeout(Duration::from_secs(60), slow_reader)
+        .await
+        .expect("the slow client is closed")
+        .unwrap();
+    assert_eq!(code, Some(CloseCode::Library(4001)), "closed as too slow");
+    shutdown.cancel();
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_closes_the_connection_with_1009() {
+    let db = TestDb::new().await;
+    let (gateway, shutdown) = start(&db, &["--max-message-bytes", "1024"]).await;
+    let mut client = connect(&gateway, "?channels=feed").await;
+    client
+        .send(Message::Text(
+            json!({"subscribe": ["analytics"], "pad": "y".repeat(8 * 1024)})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(5), client.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(CloseCode::Size));
+    // A small request on a new connection is fine.
+    let mut ok = connect(&gateway, "?channels=feed").await;
+    ok.send(Message::Text(r#"{"subscribe":["analytics"]}"#.into()))
+        .await
+        .unwrap();
+    gateway
+        .hub
+        .broadcast(Channel::Feed, &json!({"type": "feed", "n": 1}));
+    assert_eq!(next_json(&mut ok, Duration::from_secs(5)).await["n"], 1);
+    shutdown.cancel();
+    db.cleanup().await;
+}
+
+fn refused_status(result: Result<(Client, impl Sized), WsError>) -> u16 {
+    match result {
+        Err(WsError::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected a refusal, the upgrade went through"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_and_a_bad_origin_are_refused_before_the_upgrade() {
+    let db = TestDb::new().await;
+    let (gateway, shutdown) = start(&db, &["--token", "s3cret"]).await;
+    let base = format!("ws://{}/ws", gateway.addr);
+
+    let none = tokio_tungstenite::connect_async(base.clone()).await;
+    assert_eq!(refused_status(none), 401);
+    let wrong = tokio_tungstenite::connect_async(format!("{base}?token=nope")).await;
+    assert_eq!(refused_status(wrong), 401);
+
+    let mut ok = connect(&gateway, "?token=s3cret").await;
+    assert_eq!(
+        next_json(&mut ok, Duration::from_secs(5)).await["type"],
+        "snapshot"
+    );
+
+    // Browsers send the token as a subprotocol beside cartflow.v1, which the gateway picks.
+    let mut request = base.clone().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("cartflow.v1, cartflow.token.s3cret"),
+    );
+    let (_, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "cartflow.v1",
+        "the token is never echoed back"
+    );
+
+    let mut evil = format!("{base}?token=s3cret")
+        .into_client_request()
+        .unwrap();
+    evil.headers_mut()
+        .insert("Origin", HeaderValue::from_static("http://evil.example"));
+    assert_eq!(
+        refused_status(tokio_tungstenite::connect_async(evil).await),
+        403
+    );
+
+    let mut same = format!("{base}?token=s3cret")
+        .into_client_request()
+        .unwrap();
+    let origin = format!("http://{}", gateway.addr);
+    same.headers_mut()
+        .insert("Origin", HeaderValue::from_str(&origin).unwrap());
+    assert!(
+        tokio_tungstenite::connect_async(same).await.is_ok(),
+        "its own pages may connect"
+    );
+
+    let snapshot = reqwest::get(format!("http://{}/api/snapshot", gateway.addr))
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshot.status().as_u16(),
+        401,
+        "the API needs the token too"
+    );
+    shutdown.cancel();
+    db.cleanup().await;
+}
