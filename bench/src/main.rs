@@ -115,6 +115,12 @@ fn main() -> anyhow::Result<()> {
         prefix,
     }) = cli.child
     {
+        // Children log what the measured code logs (progress of long runs) to stderr.
+        cartflow_common::telemetry::init(&cartflow_common::config::LogArgs {
+            filter: std::env::var("RUST_LOG")
+                .unwrap_or_else(|_| "warn,cartflow_projector=info".into()),
+            log_format: cartflow_common::config::LogFormat::Text,
+        });
         let runtime = tokio::runtime::Runtime::new()?;
         let result = runtime.block_on(async {
             let (b, url, p) = (brokers.as_str(), database_url.as_str(), prefix.as_str());

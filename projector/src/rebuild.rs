@@ -78,7 +78,7 @@ async fn build_and_swap(
         "Read the log; writing the rebuilt tables."
     );
     delta.settle_carts(HashMap::new());
-    store::write(&tx, REBUILD_SCHEMA, &delta, horizon).await?;
+    store::write_into_empty(&tx, REBUILD_SCHEMA, &delta, horizon).await?;
     tx.commit().await?;
     drop(delta);
 

@@ -7,9 +7,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures::pin_mut;
 use rust_decimal::Decimal;
-use tokio_postgres::GenericClient;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{GenericClient, Transaction};
 
 use crate::Error;
 use crate::delta::{Cart, Counters, Delta};
@@ -136,6 +138,31 @@ pub async fn write(
     delta: &Delta,
     next_tx: i64,
 ) -> Result<(), Error> {
+    write_customers(client, schema, delta).await?;
+    write_carts(client, schema, delta).await?;
+    write_rest(client, schema, delta, next_tx).await
+}
+
+/// [`write`] into empty tables (a rebuild's bulk pass): the two large tables go in with
+/// binary COPY, several times faster than upserts.
+pub async fn write_into_empty(
+    tx: &Transaction<'_>,
+    schema: &str,
+    delta: &Delta,
+    next_tx: i64,
+) -> Result<(), Error> {
+    copy_customers(tx, schema, delta).await?;
+    copy_carts(tx, schema, delta).await?;
+    write_rest(tx, schema, delta, next_tx).await
+}
+
+/// The small tables and the checkpoint.
+async fn write_rest(
+    client: &impl GenericClient,
+    schema: &str,
+    delta: &Delta,
+    next_tx: i64,
+) -> Result<(), Error> {
     add_counters(
         client,
         schema,
@@ -163,8 +190,6 @@ pub async fn write(
         &delta.price_bands,
     )
     .await?;
-    write_customers(client, schema, delta).await?;
-    write_carts(client, schema, delta).await?;
     write_cart_hours(client, schema, delta).await?;
     client
         .execute(
@@ -316,5 +341,87 @@ async fn write_cart_hours(
             &[&hour],
         )
         .await?;
+    Ok(())
+}
+
+const COUNTER_TYPES: [Type; 7] = [
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::NUMERIC,
+];
+
+fn with_counters<'a>(c: &'a Counters, row: &mut Vec<&'a (dyn ToSql + Sync)>) {
+    row.extend([
+        &c.events as &(dyn ToSql + Sync),
+        &c.adds,
+        &c.removes,
+        &c.purchases,
+        &c.added_value,
+        &c.removed_value,
+        &c.revenue,
+    ]);
+}
+
+async fn copy_carts(tx: &Transaction<'_>, schema: &str, delta: &Delta) -> Result<(), Error> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {schema}.carts (cart_key, {COUNTERS}, customer_id, first_at, last_at) \
+             FROM STDIN BINARY"
+        ))
+        .await?;
+    let mut types = vec![Type::TEXT];
+    types.extend(COUNTER_TYPES);
+    types.extend([Type::INT8, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ]);
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for (key, cart) in &delta.carts {
+        let mut row: Vec<&(dyn ToSql + Sync)> = vec![key];
+        with_counters(&cart.items, &mut row);
+        row.extend([
+            &cart.customer_id as &(dyn ToSql + Sync),
+            &cart.first_at,
+            &cart.last_at,
+        ]);
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+async fn copy_customers(tx: &Transaction<'_>, schema: &str, delta: &Delta) -> Result<(), Error> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {schema}.customer_stats (customer_id, {COUNTERS}, carts, purchased_carts, \
+                 first_seen, last_seen, last_purchase_at) FROM STDIN BINARY"
+        ))
+        .await?;
+    let mut types = vec![Type::INT8];
+    types.extend(COUNTER_TYPES);
+    types.extend([
+        Type::INT8,
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+    ]);
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for (id, c) in &delta.customers {
+        let mut row: Vec<&(dyn ToSql + Sync)> = vec![id];
+        with_counters(&c.items, &mut row);
+        row.extend([
+            &c.carts as &(dyn ToSql + Sync),
+            &c.purchased_carts,
+            &c.first_seen,
+            &c.last_seen,
+            &c.last_purchase_at,
+        ]);
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
     Ok(())
 }

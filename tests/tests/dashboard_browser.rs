@@ -1,0 +1,283 @@
+//! The dashboard in a real headless Chromium (Debian's `chromium`, driven over the DevTools
+//! protocol): it connects, shows the analytics, the numbers on its tiles equal
+//! `/api/snapshot`, it updates live without a reload, and it fits a phone's width.
+//! Screenshots go to `target/dashboard-1280.png` and `target/dashboard-phone.png`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use cartflow_gateway::{Config, Gateway};
+use cartflow_projector::apply::{self, LIVE_SCHEMA};
+use cartflow_tests::analytics::projected_everything;
+use cartflow_tests::{TestDb, any_port};
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+struct Browser {
+    child: Child,
+    _profile: std::path::PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._profile);
+    }
+}
+
+/// Starts Chromium on `url`; returns it and its DevTools port.
+fn chromium(url: &str) -> (Browser, u16) {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: deploy/local/test.sh installs it (apt-get install chromium)"
+    );
+    let profile = std::env::temp_dir().join(format!("cartflow-chromium-{}", uuid::Uuid::new_v4()));
+    let mut child = Command::new(CHROMIUM)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--remote-debugging-port=0",
+            "--window-size=1280,2200",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chromium");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut port = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("chromium stderr");
+        if let Some(rest) = line.strip_prefix("DevTools listening on ws://127.0.0.1:") {
+            port = rest.split('/').next().and_then(|p| p.parse().ok());
+            break;
+        }
+    }
+    let browser = Browser {
+        child,
+        _profile: profile,
+    };
+    (
+        browser,
+        port.expect("chromium printed its DevTools address"),
+    )
+}
+
+/// A DevTools session on the page.
+struct Page {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+}
+
+impl Page {
+    async fn open(port: u16) -> Page {
+        let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+            .await
+            .expect("DevTools targets")
+            .json()
+            .await
+            .expect("JSON");
+        let url = targets
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["type"] == "page"))
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .expect("a page target")
+            .to_owned();
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("DevTools");
+        Page { ws, next_id: 1 }
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .expect("send");
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("DevTools answered")
+                .expect("open")
+                .expect("frame");
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).expect("JSON");
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    /// Evaluates `expression` in the page; returns its JSON value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true}),
+            )
+            .await;
+        r["result"]["value"].clone()
+    }
+
+    async fn wait_for(&mut self, what: &str, expression: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.eval(expression).await != json!(true) {
+            assert!(Instant::now() < deadline, "the page never showed {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&mut self, name: &str) -> std::path::PathBuf {
+        let r = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("image data"))
+            .expect("base64");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        std::fs::create_dir_all(&dir).expect("target dir");
+        let path = dir.join(name);
+        std::fs::write(&path, png).expect("write the screenshot");
+        path
+    }
+}
+
+async fn add_events(pg: &mut tokio_postgres::Client, first: i64, n: i64) {
+    pg.execute(
+        "INSERT INTO events (event_id, customer_id, product_id, product_title, product_price, \
+             action, \"timestamp\", session_id, kafka_partition, kafka_offset) \
+         SELECT gen_random_uuid(), i % 40 + 1, i % 20 + 1, 'product', \
+             (ARRAY[9.99, 24.99, 109.95, 695.00])[i % 4 + 1], \
+             (ARRAY['add_to_cart', 'add_to_cart', 'remove_from_cart', 'purchase_cart'])[i % 4 + 1], \
+             timestamptz '2026-10-01' + (i * 7919 % 20000) * interval '1 minute', \
+             's' || (i / 4), 0, i \
+         FROM generate_series($1::int8, $1::int8 + $2::int8 - 1) i",
+        &[&first, &n],
+    )
+    .await
+    .expect("insert events");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !projected_everything(pg).await {
+        assert!(Instant::now() < deadline, "the projector never caught up");
+        apply::catch_up(pg, LIVE_SCHEMA, 10_000)
+            .await
+            .expect("project");
+    }
+}
+
+const TILES: &str = "JSON.stringify(Object.fromEntries([...document.querySelectorAll('[data-kpi]')]\
+    .map(e => [e.dataset.kpi, e.dataset.value])))";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_snapshot_and_updates_live() {
+    let db = TestDb::new().await;
+    let mut pg = db.client().await;
+    add_events(&mut pg, 0, 2_000).await;
+    let config = Config::try_parse_from([
+        "cartflow-gateway",
+        "--database-url",
+        &db.url,
+        "--no-feed",
+        "--tick-ms",
+        "50",
+    ])
+    .expect("flags");
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(config, any_port().await, shutdown.clone())
+        .await
+        .expect("gateway");
+    let base = format!("http://{}", gateway.addr);
+    let (_browser, port) = chromium(&format!("{base}/"));
+    let mut page = Page::open(port).await;
+    page.wait_for(
+        "live data",
+        "document.getElementById('state').dataset.state === 'live' && \
+         document.querySelector('[data-kpi=events]').dataset.value === '2000'",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // Every tile equals the API.
+    let snapshot: Value = reqwest::get(format!("{base}/api/snapshot"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kpis = &snapshot["data"]["kpis"];
+    let tiles: Value =
+        serde_json::from_str(page.eval(TILES).await.as_str().expect("tiles")).expect("JSON");
+    let tiles = tiles.as_object().expect("tiles");
+    assert!(tiles.len() >= 8, "{tiles:?}");
+    for (key, shown) in tiles {
+        let shown: f64 = shown.as_str().unwrap().parse().unwrap_or(f64::NAN);
+        let api = kpis[key].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (shown - api).abs() < 1e-9 || (shown.is_nan() && api.is_nan()),
+            "{key}: page shows {shown}, /api/snapshot has {api}"
+        );
+    }
+    for section in [
+        "insights",
+        "products",
+        "abandoned",
+        "ages",
+        "customers",
+        "categories",
+    ] {
+        let rows = page
+            .eval(&format!(
+                "document.getElementById('{section}').querySelectorAll('li, tbody tr').length"
+            ))
+            .await;
+        assert!(rows.as_u64().unwrap_or(0) > 0, "{section} is empty");
+    }
+    let charts = page
+        .eval("document.querySelectorAll('.chart canvas').length")
+        .await;
+    assert!(charts.as_u64().unwrap_or(0) >= 6, "charts drawn: {charts}");
+    let wide = page.screenshot("dashboard-1280.png").await;
+
+    // Live: new events reach the page without a reload.
+    add_events(&mut pg, 2_000, 500).await;
+    page.wait_for(
+        "the update",
+        "document.querySelector('[data-kpi=events]').dataset.value === '2500'",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // A phone's width: nothing wider than the screen.
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 1800, "deviceScaleFactor": 1, "mobile": true}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fits = page
+        .eval("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        .await;
+    assert_eq!(fits, json!(true), "the page is wider than a phone");
+    let phone = page.screenshot("dashboard-phone.png").await;
+    eprintln!("Screenshots: {} and {}", wide.display(), phone.display());
+    shutdown.cancel();
+    db.cleanup().await;
+}
