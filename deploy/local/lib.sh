@@ -57,7 +57,14 @@ ensure_build_tools() {
   command -v cc >/dev/null 2>&1 || missing+=(build-essential)
   command -v make >/dev/null 2>&1 || missing+=(make)
   command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (rustup) first."
+  # npm installs the dashboard's charting library once (gateway/build.rs).
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+# Headless Chromium for the dashboard's browser test.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] || apt_install chromium
 }
 
 # PostgreSQL at DATABASE_URL: reused when it answers; otherwise installed from the

@@ -2,8 +2,9 @@
 # Runs every test of the workspace against a real PostgreSQL and a real Kafka broker.
 #
 # Brings up the same dependencies as run.sh (reusing what already answers at DATABASE_URL and
-# KAFKA_BROKERS, installing PostgreSQL or tansu when missing), then checks formatting and
-# lints, and runs `cargo test --workspace`. A broker it started is stopped at exit.
+# KAFKA_BROKERS, installing PostgreSQL or tansu when missing) and Chromium for the browser
+# test, then checks formatting and lints, and runs `cargo test --workspace`. A broker it
+# started is stopped at exit.
 #
 # Usage: deploy/local/test.sh [extra cargo test arguments]
 
@@ -14,6 +15,7 @@ cleanup() { if [ "$TANSU_STARTED" = 1 ]; then stop_pidfile tansu; fi; }
 trap cleanup EXIT
 
 ensure_build_tools
+ensure_chromium
 ensure_postgres
 ensure_kafka
 
