@@ -111,3 +111,26 @@ impl Batch {
         }
     }
 }
+
+impl Batch {
+    /// Moves the rows into `lanes` batches, one per writing transaction: events by partition
+    /// (so a partition always lands in the same lane), customers, products and dead letters in
+    /// the first. The offsets stay here, to be committed once every lane is stored.
+    pub fn split_rows(&mut self, lanes: usize) -> Vec<Batch> {
+        let lanes = lanes.max(1);
+        let mut out: Vec<Batch> = (0..lanes).map(|_| Batch::default()).collect();
+        for e in self.events.drain(..) {
+            let lane = &mut out[e.origin.partition.rem_euclid(lanes as i32) as usize];
+            lane.messages += 1;
+            lane.events.push(e);
+        }
+        let first = &mut out[0];
+        first.customers = std::mem::take(&mut self.customers);
+        first.products = std::mem::take(&mut self.products);
+        // Cloned: the dead-letter topic is published from this batch after the write.
+        first.dead_letters = self.dead_letters.clone();
+        first.messages += first.customers.len() + first.products.len() + first.dead_letters.len();
+        out.retain(|b| !b.is_empty());
+        out
+    }
+}

@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Consume and store (the default).
-    Run(Config),
+    Run(Box<Config>),
     /// Create the database if it is missing, apply pending migrations, exit.
     Migrate(MigrateArgs),
 }
@@ -55,6 +55,9 @@ pub struct Config {
     /// Most messages written in one transaction.
     #[arg(long, env = "CARTFLOW_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
+    /// Concurrent transactions a batch is written in, split by partition (1 to 16).
+    #[arg(long, env = "CARTFLOW_WRITE_LANES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub write_lanes: u32,
     /// Longest a batch waits to fill before it is written, in milliseconds.
     #[arg(long, env = "CARTFLOW_BATCH_TIMEOUT_MS", default_value_t = 50)]
     pub batch_timeout_ms: u64,

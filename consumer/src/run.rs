@@ -144,8 +144,9 @@ async fn consume(
             continue;
         }
         let (pool, metrics, stop) = (pool.clone(), metrics.clone(), shutdown.clone());
+        let lanes = config.write_lanes as usize;
         in_flight = Some(tokio::spawn(async move {
-            let written = write_with_retry(&pool, &batch, &metrics, &stop).await;
+            let written = write_lanes(&pool, &mut batch, lanes, &metrics, &stop).await;
             (batch, written)
         }));
     }
@@ -188,6 +189,30 @@ fn stopped(consumer: &StreamConsumer<Context>) -> Result<(), Error> {
     }
     info!("Consumer stopped.");
     Ok(())
+}
+
+/// Writes the batch's rows in `lanes` concurrent transactions (the database then works on
+/// more than one core). Returns `None` when `shutdown` stopped a lane; nothing is committed
+/// to Kafka then, and the lanes that did commit are de-duplicated on redelivery.
+async fn write_lanes(
+    pool: &Pool,
+    batch: &mut Batch,
+    lanes: usize,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Option<Written> {
+    let parts = batch.split_rows(lanes);
+    let writes = parts
+        .iter()
+        .map(|part| write_with_retry(pool, part, metrics, shutdown));
+    let mut total = Written::default();
+    for w in futures::future::join_all(writes).await {
+        let w = w?;
+        total.stored += w.stored;
+        total.duplicates += w.duplicates;
+        total.refused.extend(w.refused);
+    }
+    Some(total)
 }
 
 /// Writes the batch, retrying with backoff while the database is away. Returns `None` when
