@@ -8,6 +8,8 @@
 //!   publish of pre-built messages of the same size through the same idempotent producer.
 //! * `consumer`: draining events already on the topic into PostgreSQL (one consumer, then
 //!   three in a group) against a raw text COPY of the same rows into the same indexed table.
+//! * `gateway`: 10,000 WebSocket clients receiving ten broadcasts a second, against a plain
+//!   Python `websockets` broadcast server; latency and memory per idle connection.
 //! * `projector`: events already in PostgreSQL projected incrementally from scratch, then
 //!   rebuilt, against one plain SQL pass (GROUP BY cart) over the same events.
 //!
@@ -16,6 +18,7 @@
 //! JSON with `--json FILE`.
 
 mod consumer;
+mod gateway;
 mod producer;
 mod projector;
 mod report;
@@ -56,6 +59,9 @@ struct Cli {
         default_value_t = 10_000_000
     )]
     projector_events: u64,
+    /// WebSocket clients for the gateway stage.
+    #[arg(long, env = "CARTFLOW_BENCH_CLIENTS", default_value_t = 10_000)]
+    clients: u64,
     /// PostgreSQL server for the consumer stage (each run gets a fresh database on it).
     #[arg(
         long,
@@ -80,6 +86,7 @@ enum Stage {
     Producer,
     Consumer,
     Projector,
+    Gateway,
 }
 
 /// One measurement, run in a child process.
@@ -132,6 +139,9 @@ fn main() -> anyhow::Result<()> {
                 "consumer-baseline" => consumer::baseline(url, events).await.map(Some),
                 "consumer-cartflow-1" => consumer::cartflow(b, url, p, events, 1).await.map(Some),
                 "consumer-cartflow-3" => consumer::cartflow(b, url, p, events, 3).await.map(Some),
+                "gateway-serve" => gateway::serve(url).await.map(|()| None),
+                "gateway-cartflow" => gateway::measure("cartflow", url, events).await.map(Some),
+                "gateway-python" => gateway::measure("python", url, events).await.map(Some),
                 "projector-prepare" => projector::prepare(url, p, events).await.map(|()| None),
                 "projector-cleanup" => projector::cleanup(url, p).await.map(|()| None),
                 "projector-baseline" => projector::baseline(url, p, events).await.map(Some),
@@ -176,6 +186,16 @@ fn main() -> anyhow::Result<()> {
                     &three,
                     &base,
                 ));
+            }
+            Stage::Gateway => {
+                let cli = Cli {
+                    events: cli.clients,
+                    ..cli.clone()
+                };
+                eprintln!("gateway: {} WebSocket clients, 10 broadcasts/s", cli.events);
+                let base = child_in("gateway-python", &cli, "")?;
+                let ours = child_in("gateway-cartflow", &cli, "")?;
+                results.push(report::compare("gateway fan-out", &ours, &base));
             }
             Stage::Projector => {
                 let prefix = uuid::Uuid::new_v4().simple().to_string();

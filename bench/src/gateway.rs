@@ -1,0 +1,242 @@
+//! The gateway stage: 10,000 WebSocket clients on loopback, ten broadcasts a second, beside a
+//! plain Python `websockets` broadcast server (`bench/python/ws_broadcast.py`) measured the
+//! same way. Reports publish-to-receive latency and the server's memory per idle connection.
+//!
+//! The server runs in a child process of its own (so its memory is its own); the clients run
+//! in the measuring process. A server prints `PORT n`, waits for a line on stdin, then
+//! broadcasts `{"t": <µs since the epoch>, …}` every 100 ms.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cartflow_gateway::hub::Channel;
+use cartflow_gateway::{Config, Gateway};
+use clap::Parser;
+use futures::StreamExt;
+use prometheus::{Histogram, HistogramOpts};
+use tokio_util::sync::CancellationToken;
+
+use crate::consumer::fresh_database;
+use crate::report::{StageResult, quantile_ms};
+
+/// How long latencies are collected once every client is connected.
+const MEASURE: Duration = Duration::from_secs(10);
+const PYTHON_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/ws_broadcast.py");
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The cartflow server child: the gateway with a fresh database and no Kafka feed.
+pub(crate) async fn serve(base_url: &str) -> anyhow::Result<()> {
+    let name = format!("cartflow_bench_{}", uuid::Uuid::new_v4().simple());
+    let url = fresh_database(base_url, &name).await?;
+    let config = Config::try_parse_from([
+        "cartflow-gateway",
+        "--database-url",
+        &url,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-feed",
+        "--max-clients",
+        "20000",
+        "--ping-secs",
+        "60",
+    ])?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let gateway = Gateway::start(config, listener, CancellationToken::new()).await?;
+    println!("PORT {}", gateway.addr.port());
+    std::io::stdout().flush()?;
+    tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await??;
+    let pad = "x".repeat(200);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        gateway.hub.broadcast(
+            Channel::Feed,
+            &serde_json::json!({"type": "feed", "t": now_micros(), "pad": pad}),
+        );
+    }
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ensure_python_websockets() -> anyhow::Result<()> {
+    let has = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has {
+        eprintln!("  installing the Python websockets package (pip install websockets) ...");
+        let ok = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "websockets"])
+            .status()
+            .is_ok_and(|s| s.success());
+        anyhow::ensure!(
+            ok,
+            "pip install websockets failed: install it to run the baseline"
+        );
+    }
+    Ok(())
+}
+
+/// Runs `clients` clients against the server `which` (`cartflow` or `python`).
+pub(crate) async fn measure(
+    which: &str,
+    base_url: &str,
+    clients: u64,
+) -> anyhow::Result<StageResult> {
+    let mut command = match which {
+        "cartflow" => {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.args(["run", "gateway-serve", "--events", "0", "--brokers", ""])
+                .args(["--database-url", base_url]);
+            c
+        }
+        _ => {
+            ensure_python_websockets()?;
+            let mut c = Command::new("python3");
+            c.arg(PYTHON_SERVER);
+            c
+        }
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let pid = child.id();
+    let _server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let port: u16 = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("the {which} server printed {line:?}, not its port"))?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid);
+
+    let latency = Histogram::with_opts(
+        HistogramOpts::new("latency", "latency")
+            .buckets(prometheus::exponential_buckets(0.0001, 1.5, 40)?),
+    )?;
+    let received = Arc::new(AtomicU64::new(0));
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = format!("ws://127.0.0.1:{port}/ws?channels=feed");
+    let mut tasks = Vec::with_capacity(clients as usize);
+    let connect_started = Instant::now();
+    let limit = Arc::new(tokio::sync::Semaphore::new(256));
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    for _ in 0..clients {
+        let (url, latency, received, measuring, limit, ready) = (
+            url.clone(),
+            latency.clone(),
+            received.clone(),
+            measuring.clone(),
+            limit.clone(),
+            ready_tx.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let permit = limit.acquire_owned().await.ok()?;
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+            drop(permit);
+            let _ = ready.send(());
+            while let Some(Ok(m)) = ws.next().await {
+                let Ok(text) = m.into_text() else { continue };
+                if !measuring.load(Ordering::Relaxed) {
+                    continue;
+                }
+                if let Some(t) = timestamp(&text) {
+                    let ms = now_micros().saturating_sub(t) as f64 / 1e6;
+                    latency.observe(ms);
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Some(())
+        }));
+    }
+    drop(ready_tx);
+    let mut connected = 0;
+    while connected < clients {
+        match tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await {
+            Ok(Some(())) => connected += 1,
+            _ => break,
+        }
+    }
+    anyhow::ensure!(
+        connected == clients,
+        "only {connected} of {clients} clients connected to the {which} server"
+    );
+    eprintln!(
+        "  {which}: {clients} clients connected in {:.1} s",
+        connect_started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_kib(pid);
+    let per_connection = (idle - before) / clients as f64;
+
+    writeln!(stdin, "go")?;
+    stdin.flush()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(MEASURE).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let peak = rss_kib(pid) / 1024.0;
+    for t in &tasks {
+        t.abort();
+    }
+    let n = received.load(Ordering::Relaxed);
+    let expected = clients * 10 * MEASURE.as_secs();
+    Ok(StageResult {
+        name: format!(
+            "{which} server, {clients} clients: {per_connection:.1} KiB per idle connection, \
+             {:.0}% of broadcasts received",
+            100.0 * n as f64 / expected as f64
+        ),
+        events: n,
+        seconds: elapsed.as_secs_f64(),
+        events_per_second: n as f64 / elapsed.as_secs_f64(),
+        latency_p50_ms: quantile_ms(&latency, 0.5),
+        latency_p99_ms: quantile_ms(&latency, 0.99),
+        peak_rss_mib: peak,
+    })
+}
+
+/// The `"t"` field of a broadcast, without parsing the whole message.
+fn timestamp(text: &str) -> Option<u64> {
+    let rest = &text[text.find("\"t\":")? + 4..];
+    let rest = rest.trim_start();
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
