@@ -270,3 +270,87 @@ async fn a_bad_token_and_a_bad_origin_are_refused_before_the_upgrade() {
     shutdown.cancel();
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_works_with_a_read_only_role_even_after_a_rebuild() {
+    let db = TestDb::new().await;
+    let admin = db.client().await;
+    // Roles are server-wide: one for every run, created once. It may read the public schema
+    // (the raw log and the views) and nothing else; the views read `analytics` as their owner.
+    admin
+        .batch_execute(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cartflow_reader') THEN
+                     CREATE ROLE cartflow_reader LOGIN;
+                 END IF;
+             END $$;
+             REVOKE pg_read_all_data FROM cartflow_reader;
+             GRANT USAGE ON SCHEMA public TO cartflow_reader;
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO cartflow_reader;",
+        )
+        .await
+        .expect("create the read-only role");
+    let reader_url = db.url.replacen("postgres@", "cartflow_reader@", 1);
+    assert_ne!(reader_url, db.url, "the test URL names the postgres user");
+    let reader = cartflow_common::db::connect(&reader_url).await.unwrap();
+    let write = reader
+        .execute(
+            "INSERT INTO products (product_id, title, price, category) VALUES (1, 't', 1, 'c')",
+            &[],
+        )
+        .await;
+    assert!(write.is_err(), "the role cannot write");
+
+    let config = Config::try_parse_from([
+        "cartflow-gateway",
+        "--database-url",
+        &reader_url,
+        "--no-feed",
+        "--tick-ms",
+        "20",
+    ])
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(config, any_port().await, shutdown.clone())
+        .await
+        .expect("start the gateway as the reader");
+    let hub = gateway.hub.clone();
+    cartflow_tests::wait_until(
+        "the reader's first snapshot",
+        Duration::from_secs(10),
+        || async { hub.data().is_some() },
+    )
+    .await;
+    let mut client = connect(&gateway, "?channels=analytics").await;
+    let first = next_json(&mut client, Duration::from_secs(10)).await;
+    assert_eq!(first["type"], "snapshot");
+    assert!(
+        first["data"].is_object(),
+        "the reader reads every view: {first}"
+    );
+
+    // A rebuild swaps the analytics schema; the reader still reads, and sees new data.
+    let mut pg = db.client().await;
+    pg.execute(
+        "INSERT INTO events (event_id, customer_id, product_id, product_title, product_price, \
+             action, \"timestamp\", session_id, kafka_partition, kafka_offset) \
+         SELECT gen_random_uuid(), 1, 1, 'p', 10.00, 'add_to_cart', now(), 's', 0, i \
+         FROM generate_series(1, 3) i",
+        &[],
+    )
+    .await
+    .unwrap();
+    cartflow_projector::rebuild::rebuild(&mut pg, 1000, &CancellationToken::new())
+        .await
+        .expect("rebuild");
+    admin
+        .execute("SELECT pg_notify('cartflow_analytics', '{}')", &[])
+        .await
+        .unwrap();
+    let delta = next_json(&mut client, Duration::from_secs(10)).await;
+    assert_eq!(delta["type"], "delta");
+    assert_eq!(delta["changes"]["kpis"]["events"], 3);
+    shutdown.cancel();
+    drop(reader);
+    db.cleanup().await;
+}
