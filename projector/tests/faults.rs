@@ -5,7 +5,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cartflow_tests::analytics::{assert_matches_plain_sql, projected_everything, snapshot};
+use cartflow_tests::analytics::{
+    assert_matches_plain_sql, insert_events, projected_everything, snapshot,
+};
 use cartflow_tests::{TestDb, any_port, wait_until};
 use rand::RngExt;
 use tokio_postgres::Client;
@@ -56,28 +58,9 @@ impl Projector {
     }
 }
 
-/// `n` events starting at `first`, each statement its own transaction: carts of about four
-/// events over a few weeks, every action and price band, late events included.
-async fn insert(client: &Client, first: i64, n: i64) {
-    client
-        .execute(
-            "INSERT INTO events (event_id, customer_id, product_id, product_title, \
-                 product_price, action, \"timestamp\", session_id, kafka_partition, kafka_offset) \
-             SELECT gen_random_uuid(), i % 500 + 1, i % 20 + 1, 'product', \
-                 (ARRAY[9.99, 24.99, 109.95, 695.00])[i % 4 + 1], \
-                 (ARRAY['add_to_cart', 'add_to_cart', 'remove_from_cart', 'purchase_cart'])[i % 4 + 1], \
-                 timestamptz '2026-10-01' + (i * 7919 % 40000) * interval '1 minute', \
-                 's' || (i / 4), 0, i \
-             FROM generate_series($1::int8, $1::int8 + $2::int8 - 1) i",
-            &[&first, &n],
-        )
-        .await
-        .expect("insert events");
-}
-
 async fn insert_batches(client: &Client, first: i64, batches: i64, size: i64) {
     for b in 0..batches {
-        insert(client, first + b * size, size).await;
+        insert_events(client, first + b * size, size, 500).await;
     }
 }
 

@@ -174,3 +174,39 @@ pub async fn projected_everything(client: &Client) -> bool {
         .expect("read the checkpoint")
         .get(0)
 }
+
+/// Inserts `n` synthetic events numbered from `first`, in one transaction: `customers`
+/// customers, 20 products, carts (sessions) of four events spread over a few weeks (late
+/// events included), every action and every price band.
+pub async fn insert_events(client: &Client, first: i64, n: i64, customers: i64) {
+    client
+        .execute(
+            "INSERT INTO events (event_id, customer_id, product_id, product_title, \
+                 product_price, action, \"timestamp\", session_id, kafka_partition, kafka_offset) \
+             SELECT gen_random_uuid(), i % $3::int8 + 1, i % 20 + 1, 'product', \
+                 (ARRAY[9.99, 24.99, 109.95, 695.00])[i % 4 + 1], \
+                 (ARRAY['add_to_cart', 'add_to_cart', 'remove_from_cart', 'purchase_cart'])[i % 4 + 1], \
+                 timestamptz '2026-10-01' + (i * 7919 % 40000) * interval '1 minute', \
+                 's' || (i / 4), 0, i \
+             FROM generate_series($1::int8, $1::int8 + $2::int8 - 1) i",
+            &[&first, &n, &customers],
+        )
+        .await
+        .expect("insert events");
+}
+
+/// Runs the projector's steps in this process until every committed event is applied
+/// (another test's transaction on the same server can hold the horizon back for a moment).
+pub async fn project_everything(client: &mut Client, chunk: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !projected_everything(client).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the projector never caught up"
+        );
+        cartflow_projector::apply::catch_up(client, cartflow_projector::apply::LIVE_SCHEMA, chunk)
+            .await
+            .expect("projector step");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use cartflow_gateway::{Config, Gateway};
-use cartflow_projector::apply::{self, LIVE_SCHEMA};
-use cartflow_tests::analytics::projected_everything;
+use cartflow_tests::analytics::{insert_events, project_everything};
 use cartflow_tests::{TestDb, any_port};
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
@@ -161,26 +160,8 @@ impl Page {
 }
 
 async fn add_events(pg: &mut tokio_postgres::Client, first: i64, n: i64) {
-    pg.execute(
-        "INSERT INTO events (event_id, customer_id, product_id, product_title, product_price, \
-             action, \"timestamp\", session_id, kafka_partition, kafka_offset) \
-         SELECT gen_random_uuid(), i % 40 + 1, i % 20 + 1, 'product', \
-             (ARRAY[9.99, 24.99, 109.95, 695.00])[i % 4 + 1], \
-             (ARRAY['add_to_cart', 'add_to_cart', 'remove_from_cart', 'purchase_cart'])[i % 4 + 1], \
-             timestamptz '2026-10-01' + (i * 7919 % 20000) * interval '1 minute', \
-             's' || (i / 4), 0, i \
-         FROM generate_series($1::int8, $1::int8 + $2::int8 - 1) i",
-        &[&first, &n],
-    )
-    .await
-    .expect("insert events");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !projected_everything(pg).await {
-        assert!(Instant::now() < deadline, "the projector never caught up");
-        apply::catch_up(pg, LIVE_SCHEMA, 10_000)
-            .await
-            .expect("project");
-    }
+    insert_events(pg, first, n, 40).await;
+    project_everything(pg, 10_000).await;
 }
 
 const TILES: &str = "JSON.stringify(Object.fromEntries([...document.querySelectorAll('[data-kpi]')]\

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cartflow_gateway::hub::Channel;
 use cartflow_gateway::{Config, Gateway};
-use cartflow_projector::apply::{self, LIVE_SCHEMA};
+use cartflow_tests::analytics::{insert_events, project_everything};
 use cartflow_tests::{TestDb, any_port};
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
@@ -77,23 +77,8 @@ async fn a_client_gets_the_snapshot_then_deltas_after_projector_commits() {
     let seq = first["seq"].as_u64().expect("seq");
 
     let mut pg = db.client().await;
-    pg.execute(
-        "INSERT INTO events (event_id, customer_id, product_id, product_title, product_price, \
-             action, \"timestamp\", session_id, kafka_partition, kafka_offset) \
-         SELECT gen_random_uuid(), 1, 1, 'p', 10.00, 'add_to_cart', now(), 's', 0, i \
-         FROM generate_series(1, 7) i",
-        &[],
-    )
-    .await
-    .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !cartflow_tests::analytics::projected_everything(&pg).await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the projector never caught up"
-        );
-        apply::catch_up(&mut pg, LIVE_SCHEMA, 1000).await.unwrap();
-    }
+    insert_events(&pg, 0, 7, 1).await;
+    project_everything(&mut pg, 1000).await;
 
     let delta = next_json(&mut client, Duration::from_secs(10)).await;
     assert_eq!(delta["type"], "delta");
@@ -331,15 +316,7 @@ async fn the_gateway_works_with_a_read_only_role_even_after_a_rebuild() {
 
     // A rebuild swaps the analytics schema; the reader still reads, and sees new data.
     let mut pg = db.client().await;
-    pg.execute(
-        "INSERT INTO events (event_id, customer_id, product_id, product_title, product_price, \
-             action, \"timestamp\", session_id, kafka_partition, kafka_offset) \
-         SELECT gen_random_uuid(), 1, 1, 'p', 10.00, 'add_to_cart', now(), 's', 0, i \
-         FROM generate_series(1, 3) i",
-        &[],
-    )
-    .await
-    .unwrap();
+    insert_events(&pg, 0, 3, 1).await;
     cartflow_projector::rebuild::rebuild(&mut pg, 1000, &CancellationToken::new())
         .await
         .expect("rebuild");
