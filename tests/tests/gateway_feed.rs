@@ -1,0 +1,92 @@
+//! The live event feed through the real broker: the gateway reads every partition of
+//! cart-events (no consumer group) and pushes `feed` messages to WebSocket clients.
+
+use std::time::{Duration, Instant};
+
+use cartflow_common::kafka::{self, TopicSpec};
+use cartflow_gateway::{Config, Gateway};
+use cartflow_tests::{FAKESTORE_PRODUCTS, TestEnv, any_port, serve_catalogue};
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_events_reach_websocket_clients_as_feed_messages() {
+    let env = TestEnv::new().await;
+    kafka::ensure_topics(
+        &env.kafka(),
+        &[TopicSpec {
+            name: env.topics.cart_events_topic.clone(),
+            partitions: 6,
+            compacted: false,
+        }],
+    )
+    .await
+    .expect("create the topic");
+    let mut args = vec![
+        "cartflow-gateway".to_owned(),
+        "--database-url".into(),
+        env.database_url.clone(),
+        "--tick-ms".into(),
+        "50".into(),
+    ];
+    args.extend(env.kafka_flags());
+    let config = Config::try_parse_from(args).expect("gateway flags");
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(config, any_port().await, shutdown.clone())
+        .await
+        .expect("gateway");
+    let url = format!("ws://{}/ws?channels=feed", gateway.addr);
+    let (mut client, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+
+    // The feed starts at the end of each partition once it is assigned, so publish until a
+    // feed message arrives.
+    let catalogue = serve_catalogue(200, FAKESTORE_PRODUCTS).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let feed = loop {
+        assert!(Instant::now() < deadline, "no feed message arrived");
+        cartflow_producer::run(
+            env.backfill_config(&catalogue, 20, 300),
+            any_port().await,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("publish");
+        let got = tokio::time::timeout(Duration::from_secs(3), async {
+            while let Some(Ok(m)) = client.next().await {
+                if let Message::Text(t) = m {
+                    let v: Value = serde_json::from_str(&t).expect("JSON");
+                    if v["type"] == "feed" {
+                        return Some(v);
+                    }
+                }
+            }
+            None
+        })
+        .await;
+        if let Ok(Some(v)) = got {
+            break v;
+        }
+    };
+    let count = feed["count"].as_u64().expect("count");
+    let events = feed["events"].as_array().expect("events");
+    assert!(count >= events.len() as u64 && !events.is_empty(), "{feed}");
+    assert!(events.len() <= 25, "at most 25 events listed per message");
+    let e = &events[0];
+    for field in [
+        "event_id",
+        "customer_id",
+        "product_title",
+        "product_price",
+        "action",
+        "timestamp",
+    ] {
+        assert!(!e[field].is_null(), "feed events carry {field}: {e}");
+    }
+    shutdown.cancel();
+    env.cleanup().await;
+}
