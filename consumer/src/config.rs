@@ -58,6 +58,10 @@ pub struct Config {
     /// Concurrent transactions a batch is written in, split by partition (1 to 16).
     #[arg(long, env = "CARTFLOW_WRITE_LANES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub write_lanes: u32,
+    /// Batches written at once while the next is fetched (1 to 8); offsets are committed in
+    /// order regardless.
+    #[arg(long, env = "CARTFLOW_MAX_IN_FLIGHT", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub max_in_flight: u32,
     /// Longest a batch waits to fill before it is written, in milliseconds.
     #[arg(long, env = "CARTFLOW_BATCH_TIMEOUT_MS", default_value_t = 50)]
     pub batch_timeout_ms: u64,

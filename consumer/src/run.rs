@@ -1,6 +1,6 @@
 //! The consume loop: fill a batch, write it, then commit its offsets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use cartflow_common::kafka::TopicSpec;
@@ -95,9 +95,13 @@ async fn consume(
     let codec = Codec::single_object();
     let batch_timeout = Duration::from_millis(config.batch_timeout_ms);
     let max = config.batch_size as usize;
-    // One batch is written while the next is fetched and decoded; its offsets are committed
-    // (in order) before the next batch's write starts.
-    let mut in_flight: Option<InFlight> = None;
+    // Batches are written on tasks of their own while the next ones are fetched and decoded,
+    // up to --max-in-flight at once; offsets are committed in batch order, each only after
+    // its batch and every earlier one are stored.
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let depth = config.max_in_flight as usize;
+    let mut reap = tokio::time::interval(Duration::from_millis(20));
+    let dlq = (&dlq_producer, t.dlq_topic.as_str());
     while !shutdown.is_cancelled() {
         let mut batch = Batch::default();
         let mut deadline: Option<Instant> = None;
@@ -109,9 +113,17 @@ async fn consume(
                 }
             };
             let message = tokio::select! {
-                m = consumer.recv() => m,
+                m = consumer.recv() => Some(m),
                 () = wait => break,
+                // Commit finished writes while no new message arrives.
+                _ = reap.tick(), if !in_flight.is_empty() => None,
                 () = shutdown.cancelled() => break,
+            };
+            let Some(message) = message else {
+                if !reap_finished(&mut in_flight, &consumer, dlq, shutdown).await? {
+                    return stopped(&consumer);
+                }
+                continue;
             };
             match message {
                 Ok(m) => {
@@ -133,27 +145,50 @@ async fn consume(
                 }
             }
         }
-        if let Some(previous) = in_flight.take()
-            && !finish(previous, &consumer, &dlq_producer, &t.dlq_topic, shutdown).await?
-        {
-            // Stopped while the database or the broker was away: that batch is not
-            // committed and will be read again by whoever owns its partitions next.
+        if !reap_finished(&mut in_flight, &consumer, dlq, shutdown).await? {
             return stopped(&consumer);
+        }
+        while in_flight.len() >= depth.max(1) || (batch.is_empty() && !in_flight.is_empty()) {
+            let oldest = in_flight.pop_front().expect("not empty");
+            if !finish(oldest, &consumer, dlq, shutdown).await? {
+                // Stopped while the database or the broker was away: that batch is not
+                // committed and will be read again by whoever owns its partitions next.
+                return stopped(&consumer);
+            }
         }
         if batch.is_empty() {
             continue;
         }
         let (pool, metrics, stop) = (pool.clone(), metrics.clone(), shutdown.clone());
         let lanes = config.write_lanes as usize;
-        in_flight = Some(tokio::spawn(async move {
+        in_flight.push_back(tokio::spawn(async move {
             let written = write_lanes(&pool, &mut batch, lanes, &metrics, &stop).await;
             (batch, written)
         }));
     }
-    if let Some(previous) = in_flight.take() {
-        finish(previous, &consumer, &dlq_producer, &t.dlq_topic, shutdown).await?;
+    while let Some(oldest) = in_flight.pop_front() {
+        if !finish(oldest, &consumer, dlq, shutdown).await? {
+            break;
+        }
     }
     stopped(&consumer)
+}
+
+/// Finishes the writes at the front of the queue that are done. False when a shutdown
+/// stopped one of them (nothing after it is committed).
+async fn reap_finished(
+    in_flight: &mut VecDeque<InFlight>,
+    consumer: &StreamConsumer<Context>,
+    dlq: (&FutureProducer, &str),
+    shutdown: &CancellationToken,
+) -> Result<bool, Error> {
+    while in_flight.front().is_some_and(|t| t.is_finished()) {
+        let done = in_flight.pop_front().expect("not empty");
+        if !finish(done, consumer, dlq, shutdown).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// A batch being written on a task of its own.
@@ -164,8 +199,7 @@ type InFlight = tokio::task::JoinHandle<(Batch, Option<Written>)>;
 async fn finish(
     in_flight: InFlight,
     consumer: &StreamConsumer<Context>,
-    dlq_producer: &FutureProducer,
-    dlq_topic: &str,
+    (dlq_producer, dlq_topic): (&FutureProducer, &str),
     shutdown: &CancellationToken,
 ) -> Result<bool, Error> {
     let (batch, written) = in_flight.await.map_err(|e| Error::Task(e.to_string()))?;

@@ -130,7 +130,8 @@ async fn three_members_one_killed_mid_run_store_the_exact_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_every_few_seconds_stores_the_exact_set() {
-    const EVENTS: u64 = 200_000;
+    // Large enough that a consumer draining 100k events/s is killed at least once.
+    const EVENTS: u64 = 600_000;
     let (_serial, env) = published(EVENTS).await;
     let mut rng = rand::rng();
     let mut kills = 0;
