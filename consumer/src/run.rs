@@ -74,6 +74,10 @@ async fn consume(
         kafka::client_config(&config.kafka, "cartflow-consumer")
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
+            // Offsets are committed explicitly, per stored batch; librdkafka must not also
+            // remember the position of every message handed out (a commit of "the consumer's
+            // state" would then include messages read but never stored).
+            .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("statistics.interval.ms", "5000")
@@ -166,8 +170,9 @@ async fn consume(
             (batch, written)
         }));
     }
+    // The last commits are synchronous: they must reach the broker before the member leaves.
     while let Some(oldest) = in_flight.pop_front() {
-        if !finish(oldest, &consumer, dlq, shutdown).await? {
+        if !finish_with(oldest, &consumer, dlq, shutdown, CommitMode::Sync).await? {
             break;
         }
     }
@@ -199,8 +204,18 @@ type InFlight = tokio::task::JoinHandle<(Batch, Option<Written>)>;
 async fn finish(
     in_flight: InFlight,
     consumer: &StreamConsumer<Context>,
+    dlq: (&FutureProducer, &str),
+    shutdown: &CancellationToken,
+) -> Result<bool, Error> {
+    finish_with(in_flight, consumer, dlq, shutdown, CommitMode::Async).await
+}
+
+async fn finish_with(
+    in_flight: InFlight,
+    consumer: &StreamConsumer<Context>,
     (dlq_producer, dlq_topic): (&FutureProducer, &str),
     shutdown: &CancellationToken,
+    mode: CommitMode,
 ) -> Result<bool, Error> {
     let (batch, written) = in_flight.await.map_err(|e| Error::Task(e.to_string()))?;
     let Some(written) = written else {
@@ -212,15 +227,13 @@ async fn finish(
     {
         return Ok(false);
     }
-    commit(consumer, &batch, CommitMode::Async)?;
+    commit(consumer, &batch, mode)?;
     Ok(true)
 }
 
-/// Makes sure the asynchronously committed offsets reached the broker before leaving.
-fn stopped(consumer: &StreamConsumer<Context>) -> Result<(), Error> {
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        debug!(error = %e, "Final commit had nothing to do.");
-    }
+/// Leaves without committing anything more: only stored batches' offsets are ever committed
+/// (never the consumer's position, which includes messages read but not stored).
+fn stopped(_consumer: &StreamConsumer<Context>) -> Result<(), Error> {
     info!("Consumer stopped.");
     Ok(())
 }
