@@ -15,7 +15,7 @@ use futures::SinkExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::producer::simulator;
-use crate::report::{StageResult, peak_rss_mib};
+use crate::report::StageResult;
 
 /// A fresh, migrated database on `base_url`'s server; returns its URL.
 pub(crate) async fn fresh_database(base_url: &str, name: &str) -> anyhow::Result<String> {
@@ -161,18 +161,14 @@ pub(crate) async fn cartflow(
     for t in tasks {
         t.await??;
     }
-    let rss = peak_rss_mib();
     drop(client);
     let _ = db::drop_database(&url).await;
-    Ok(StageResult {
-        name: format!("cartflow consumer × {members}"),
+    Ok(StageResult::measured(
+        format!("cartflow consumer × {members}"),
         events,
-        seconds: elapsed.as_secs_f64(),
-        events_per_second: events as f64 / elapsed.as_secs_f64(),
-        latency_p50_ms: latency[0],
-        latency_p99_ms: latency[1],
-        peak_rss_mib: rss,
-    })
+        elapsed,
+        (latency[0], latency[1]),
+    ))
 }
 
 /// A raw text COPY of the same rows into the same indexed table.
@@ -192,15 +188,12 @@ pub(crate) async fn baseline(base_url: &str, events: u64) -> anyhow::Result<Stag
     anyhow::ensure!(copied == events, "copied {copied} of {events}");
     drop(client);
     let _ = db::drop_database(&url).await;
-    Ok(StageResult {
-        name: "raw text COPY (baseline)".into(),
+    Ok(StageResult::measured(
+        "raw text COPY (baseline)",
         events,
-        seconds: elapsed.as_secs_f64(),
-        events_per_second: events as f64 / elapsed.as_secs_f64(),
-        latency_p50_ms: 0.0,
-        latency_p99_ms: 0.0,
-        peak_rss_mib: peak_rss_mib(),
-    })
+        elapsed,
+        (0.0, 0.0),
+    ))
 }
 
 /// The COPY statement [`copy_text`] rows are for.

@@ -16,7 +16,7 @@ use rand::{RngExt, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 
-use crate::report::{StageResult, peak_rss_mib, quantile_ms};
+use crate::report::{StageResult, quantile_ms};
 
 const CUSTOMERS: u32 = 100;
 const SEED: u64 = 2026;
@@ -75,15 +75,15 @@ pub(crate) async fn drop_topic(args: &KafkaArgs, name: &str) {
 }
 
 fn result(name: &str, events: u64, elapsed: Duration, metrics: &Metrics) -> StageResult {
-    StageResult {
-        name: name.into(),
+    StageResult::measured(
+        name,
         events,
-        seconds: elapsed.as_secs_f64(),
-        events_per_second: events as f64 / elapsed.as_secs_f64(),
-        latency_p50_ms: quantile_ms(&metrics.send_seconds, 0.50),
-        latency_p99_ms: quantile_ms(&metrics.send_seconds, 0.99),
-        peak_rss_mib: peak_rss_mib(),
-    }
+        elapsed,
+        (
+            quantile_ms(&metrics.send_seconds, 0.50),
+            quantile_ms(&metrics.send_seconds, 0.99),
+        ),
+    )
 }
 
 /// Raw publish: pre-built payloads of `size` bytes through the same idempotent producer.

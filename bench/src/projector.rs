@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{COPY_EVENTS, copy_text, fresh_database};
 use crate::producer::simulator;
-use crate::report::{StageResult, peak_rss_mib, quantile_ms};
+use crate::report::{StageResult, quantile_ms};
 
 /// Rows per transaction, as the consumer writes them.
 const TRANSACTION_ROWS: usize = 5_000;
@@ -99,15 +99,12 @@ pub(crate) async fn incremental(
     }
     let elapsed = started.elapsed();
     anyhow::ensure!(applied == events, "applied {applied} of {events}");
-    Ok(StageResult {
-        name: format!("incremental, {CHUNK_EVENTS}-event steps"),
+    Ok(StageResult::measured(
+        format!("incremental, {CHUNK_EVENTS}-event steps"),
         events,
-        seconds: elapsed.as_secs_f64(),
-        events_per_second: events as f64 / elapsed.as_secs_f64(),
-        latency_p50_ms: quantile_ms(&steps, 0.5),
-        latency_p99_ms: quantile_ms(&steps, 0.99),
-        peak_rss_mib: peak_rss_mib(),
-    })
+        elapsed,
+        (quantile_ms(&steps, 0.5), quantile_ms(&steps, 0.99)),
+    ))
 }
 
 /// `cartflow-projector rebuild` over the whole log.
@@ -126,15 +123,12 @@ pub(crate) async fn rebuild(
         rebuilt.bulk_events + rebuilt.caught_up_events == events,
         "rebuilt {rebuilt:?} of {events}"
     );
-    Ok(StageResult {
-        name: "rebuild".into(),
+    Ok(StageResult::measured(
+        "rebuild",
         events,
-        seconds: elapsed.as_secs_f64(),
-        events_per_second: events as f64 / elapsed.as_secs_f64(),
-        latency_p50_ms: 0.0,
-        latency_p99_ms: 0.0,
-        peak_rss_mib: peak_rss_mib(),
-    })
+        elapsed,
+        (0.0, 0.0),
+    ))
 }
 
 /// One plain SQL pass: the events grouped by cart, the largest of the aggregates.
@@ -160,13 +154,10 @@ pub(crate) async fn baseline(
         row.get::<_, i64>(1) as u64 == events,
         "counted the wrong events"
     );
-    Ok(StageResult {
-        name: "plain SQL GROUP BY cart (baseline)".into(),
+    Ok(StageResult::measured(
+        "plain SQL GROUP BY cart (baseline)",
         events,
-        seconds: elapsed.as_secs_f64(),
-        events_per_second: events as f64 / elapsed.as_secs_f64(),
-        latency_p50_ms: 0.0,
-        latency_p99_ms: 0.0,
-        peak_rss_mib: peak_rss_mib(),
-    })
+        elapsed,
+        (0.0, 0.0),
+    ))
 }

@@ -15,6 +15,26 @@ pub(crate) struct StageResult {
     pub(crate) peak_rss_mib: f64,
 }
 
+impl StageResult {
+    /// `events` in `elapsed`, with latency percentiles in ms, and this process's peak RSS.
+    pub(crate) fn measured(
+        name: impl Into<String>,
+        events: u64,
+        elapsed: std::time::Duration,
+        (latency_p50_ms, latency_p99_ms): (f64, f64),
+    ) -> StageResult {
+        StageResult {
+            name: name.into(),
+            events,
+            seconds: elapsed.as_secs_f64(),
+            events_per_second: events as f64 / elapsed.as_secs_f64(),
+            latency_p50_ms,
+            latency_p99_ms,
+            peak_rss_mib: peak_rss_mib(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Comparison {
     pub(crate) stage: String,

@@ -125,7 +125,7 @@ async fn consume(
             };
             let Some(message) = message else {
                 if !reap_finished(&mut in_flight, &consumer, dlq, shutdown).await? {
-                    return stopped(&consumer);
+                    return stopped();
                 }
                 continue;
             };
@@ -150,14 +150,14 @@ async fn consume(
             }
         }
         if !reap_finished(&mut in_flight, &consumer, dlq, shutdown).await? {
-            return stopped(&consumer);
+            return stopped();
         }
         while in_flight.len() >= depth.max(1) || (batch.is_empty() && !in_flight.is_empty()) {
             let oldest = in_flight.pop_front().expect("not empty");
             if !finish(oldest, &consumer, dlq, shutdown).await? {
                 // Stopped while the database or the broker was away: that batch is not
                 // committed and will be read again by whoever owns its partitions next.
-                return stopped(&consumer);
+                return stopped();
             }
         }
         if batch.is_empty() {
@@ -176,7 +176,7 @@ async fn consume(
             break;
         }
     }
-    stopped(&consumer)
+    stopped()
 }
 
 /// Finishes the writes at the front of the queue that are done. False when a shutdown
@@ -233,7 +233,7 @@ async fn finish_with(
 
 /// Leaves without committing anything more: only stored batches' offsets are ever committed
 /// (never the consumer's position, which includes messages read but not stored).
-fn stopped(_consumer: &StreamConsumer<Context>) -> Result<(), Error> {
+fn stopped() -> Result<(), Error> {
     info!("Consumer stopped.");
     Ok(())
 }

@@ -107,7 +107,7 @@ impl Hub {
         });
     }
 
-    /// The current analytics, as a snapshot document's `data`.
+    /// The current snapshot message (what `/api/snapshot` serves), once the analytics were read.
     pub fn data(&self) -> Option<Utf8Bytes> {
         self.current
             .read()

@@ -73,11 +73,6 @@ const PARTS: [(&str, &str); 15] = [
     ),
 ];
 
-/// The keys of a snapshot, in document order.
-pub fn keys() -> impl Iterator<Item = &'static str> {
-    PARTS.iter().map(|(k, _)| *k)
-}
-
 fn query() -> String {
     let fields: Vec<String> = PARTS
         .iter()

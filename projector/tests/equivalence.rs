@@ -2,12 +2,10 @@
 //! chunks of random size as they arrive: the incremental analytics equal a rebuild, and
 //! both equal plain SQL over `events`, for every aggregate table and view.
 
-use std::time::Duration;
-
 use cartflow_projector::apply::{self, LIVE_SCHEMA};
 use cartflow_projector::rebuild;
 use cartflow_tests::TestDb;
-use cartflow_tests::analytics::{assert_matches_plain_sql, projected_everything, snapshot};
+use cartflow_tests::analytics::{assert_matches_plain_sql, project_everything, snapshot};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -105,25 +103,6 @@ async fn deliver(client: &Client, history: &History, indexes: &[usize]) {
         .expect("deliver a batch");
 }
 
-/// Steps until every committed event is applied (other tests' transactions on the same
-/// server can hold the horizon back for a moment).
-async fn project_all(client: &mut Client, chunk: i64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        apply::catch_up(client, LIVE_SCHEMA, chunk)
-            .await
-            .expect("projector step");
-        if projected_everything(client).await {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the horizon never passed the log"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn reset(client: &Client) {
     client
         .batch_execute(
@@ -165,7 +144,7 @@ async fn check(db: &TestDb, history: History) {
         let rest: Vec<usize> = (delivered..history.events.len()).collect();
         deliver(&client, &history, &rest).await;
     }
-    project_all(&mut client, 17).await;
+    project_everything(&mut client, 17).await;
     let incremental = snapshot(&client).await;
 
     let mut rebuilder = db.client().await;
@@ -213,7 +192,7 @@ async fn the_views_agree_with_each_other() {
     };
     deliver(&client, &history, &(0..400).collect::<Vec<_>>()).await;
     let mut c = db.client().await;
-    project_all(&mut c, 100).await;
+    project_everything(&mut c, 100).await;
     // The first column of a one-row query, as a whole number.
     let one = |sql: &'static str| {
         let client = &client;

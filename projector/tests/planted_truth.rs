@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use cartflow_producer::profile::Profile;
 use cartflow_producer::simulate::Simulator;
 use cartflow_producer::{catalogue, customers, truth};
-use cartflow_projector::apply::{self, LIVE_SCHEMA};
 use cartflow_schemas::CartEvent;
 use cartflow_tests::TestDb;
-use cartflow_tests::analytics::projected_everything;
+use cartflow_tests::analytics::project_everything;
 use chrono::{TimeZone, Utc};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -116,11 +115,7 @@ async fn the_analytics_recover_the_planted_truth() {
     store_events(&client, &batch, stored).await;
     stored += batch.len() as i64;
     assert!(stored > 150_000, "only {stored} events");
-    while !projected_everything(&client).await {
-        apply::catch_up(&mut client, LIVE_SCHEMA, 50_000)
-            .await
-            .expect("project");
-    }
+    project_everything(&mut client, 50_000).await;
 
     let peak: String = client
         .query_one(
