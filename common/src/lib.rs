@@ -5,12 +5,14 @@
 //! up once ([`telemetry`]), the `/metrics` and `/healthz` endpoint ([`ops`]), SIGINT/SIGTERM
 //! as a [`CancellationToken`](tokio_util::sync::CancellationToken) ([`shutdown`]), the
 //! PostgreSQL pool and the embedded migrations ([`db`]), and Kafka client settings and topic
-//! creation ([`kafka`]).
+//! creation ([`kafka`]); the end-to-end latency histogram every stage reports into
+//! ([`latency`]).
 
 pub mod config;
 pub mod db;
 mod error;
 pub mod kafka;
+pub mod latency;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;

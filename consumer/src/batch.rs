@@ -36,6 +36,8 @@ pub struct Origin {
 pub struct StoredEvent {
     pub event: CartEvent,
     pub origin: Origin,
+    /// The Kafka message timestamp (milliseconds since the epoch), when it has one.
+    pub published_ms: Option<i64>,
 }
 
 /// A message that cannot be stored, kept whole with the reason.
@@ -71,6 +73,7 @@ impl Batch {
         codec: &Codec,
         kind: TopicKind,
         origin: Origin,
+        published_ms: Option<i64>,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
     ) {
@@ -89,6 +92,7 @@ impl Batch {
                     self.events.push(StoredEvent {
                         event,
                         origin: origin.clone(),
+                        published_ms,
                     })
                 }),
             TopicKind::Customers => codec

@@ -1,5 +1,6 @@
 //! Every metric the consumer exports, named in one place.
 
+use cartflow_common::latency::{Latency, Stage};
 use cartflow_common::ops::register;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -23,6 +24,8 @@ pub struct Metrics {
     pub write_retries: IntCounter,
     /// Messages on the broker past the committed offset, by topic kind and partition.
     pub lag: IntGaugeVec,
+    /// Publish-to-stored latency of each stored event.
+    pub latency: Latency,
 }
 
 impl Metrics {
@@ -107,6 +110,7 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            latency: Latency::new(r, Stage::Stored),
         }
     }
 }

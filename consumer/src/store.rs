@@ -29,10 +29,10 @@ pub struct Written {
 const INSERT_EVENTS: &str = r#"
 INSERT INTO events (event_id, customer_id, product_id, product_title, product_price,
                     product_image, action, description, "timestamp", session_id, user_agent,
-                    ip_address, kafka_partition, kafka_offset)
+                    ip_address, kafka_partition, kafka_offset, published_at)
 SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::text[], $5::numeric[], $6::text[],
                      $7::text[], $8::text[], $9::timestamptz[], $10::text[], $11::text[],
-                     $12::inet[], $13::int4[], $14::int8[])
+                     $12::inet[], $13::int4[], $14::int8[], $15::timestamptz[])
 ON CONFLICT (event_id) DO NOTHING"#;
 
 const UPSERT_CUSTOMER: &str = "
@@ -220,6 +220,7 @@ async fn insert_events(tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<u
     let mut ip: Vec<Option<IpAddr>> = Vec::with_capacity(n);
     let mut partition: Vec<i32> = Vec::with_capacity(n);
     let mut offset: Vec<i64> = Vec::with_capacity(n);
+    let mut published: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
     for s in events {
         let e = &s.event;
         event_id.push(e.event_id);
@@ -236,6 +237,7 @@ async fn insert_events(tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<u
         ip.push(e.ip_address);
         partition.push(s.origin.partition);
         offset.push(s.origin.offset);
+        published.push(s.published_ms.and_then(DateTime::from_timestamp_millis));
     }
     let stored = tx
         .execute(
@@ -255,6 +257,7 @@ async fn insert_events(tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<u
                 &ip,
                 &partition,
                 &offset,
+                &published,
             ],
         )
         .await?;

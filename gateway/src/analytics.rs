@@ -53,13 +53,20 @@ async fn follow(
 ) -> Result<(), Error> {
     let (_client, mut notifications) = db::listen(url, ANALYTICS_CHANNEL).await?;
     let mut dirty = true;
+    // The oldest publish time among the projector steps not yet pushed.
+    let mut oldest: Option<i64> = None;
     let mut last = Instant::now();
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             n = notifications.recv() => match n {
-                Some(_) => dirty = true,
+                Some(payload) => {
+                    dirty = true;
+                    if let Some(p) = oldest_published(&payload) {
+                        oldest = Some(oldest.map_or(p, |o| o.min(p)));
+                    }
+                }
                 None => return Err(Error::Snapshot("the LISTEN connection closed".into())),
             },
             _ = ticker.tick() => {
@@ -70,6 +77,7 @@ async fn follow(
                     let changed = hub.publish_snapshot(data);
                     if changed > 0 {
                         metrics.broadcasts.with_label_values(&["analytics"]).inc();
+                        metrics.pushed_latency.observe_all(oldest.take());
                         debug!(changed, "Broadcast an analytics delta.");
                     }
                     dirty = false;
@@ -79,4 +87,12 @@ async fn follow(
             () = shutdown.cancelled() => return Ok(()),
         }
     }
+}
+
+/// The projector's NOTIFY payload names the oldest publish time of the events it applied.
+fn oldest_published(payload: &str) -> Option<i64> {
+    serde_json::from_str::<serde_json::Value>(payload)
+        .ok()?
+        .get("oldest_published_ms")?
+        .as_i64()
 }

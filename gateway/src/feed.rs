@@ -52,6 +52,8 @@ fn assign(args: &KafkaArgs, topic: &str) -> Result<StreamConsumer, String> {
         .set("group.id", "cartflow-gateway")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // tansu holds a fetch this long when there is little to read: keep it under a tick.
+        .set("fetch.wait.max.ms", "50")
         .create()
         .map_err(|e| e.to_string())?;
     let metadata = consumer
@@ -84,6 +86,8 @@ async fn follow(
     let codec = Codec::single_object();
     let mut pending: Vec<Value> = Vec::new();
     let mut count = 0u64;
+    // Publish times of the tick's events, for the latency metric.
+    let mut published: Vec<i64> = Vec::new();
     let mut ticker = tokio::time::interval(tick);
     loop {
         tokio::select! {
@@ -93,6 +97,7 @@ async fn follow(
                     if let Ok(e) = codec.decode::<CartEvent>(m.payload().unwrap_or_default()) {
                         metrics.feed_events.inc();
                         count += 1;
+                        published.extend(m.timestamp().to_millis());
                         if pending.len() == EVENTS_PER_MESSAGE {
                             pending.remove(0);
                         }
@@ -109,6 +114,7 @@ async fn follow(
                     let events = std::mem::take(&mut pending);
                     hub.broadcast(Channel::Feed, &json!({"type": "feed", "count": count, "events": events}));
                     metrics.broadcasts.with_label_values(&["feed"]).inc();
+                    metrics.feed_latency.observe_all(published.drain(..));
                     count = 0;
                 }
             }

@@ -1,5 +1,6 @@
 //! Every metric the gateway exports, named in one place.
 
+use cartflow_common::latency::{Latency, Stage};
 use cartflow_common::ops::register;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -21,10 +22,31 @@ pub struct Metrics {
     pub feed_events: IntCounter,
     /// Time to read the analytics snapshot.
     pub snapshot_seconds: Histogram,
+    /// Publish-to-pushed latency of the oldest event in each analytics delta.
+    pub pushed_latency: Latency,
+    /// Publish-to-pushed latency of each event in the live feed.
+    pub feed_latency: Latency,
 }
+
+/// The reasons a handshake is refused and a client is cut (`ws.rs`), exported at zero from the
+/// start so a dashboard shows 0 rather than no data.
+const REFUSED: [&str; 3] = ["token", "origin", "full"];
+const CUT: [&str; 3] = ["slow", "timeout", "oversized"];
 
 impl Metrics {
     pub fn new(r: &Registry) -> Self {
+        let metrics = Self::register(r);
+        for reason in REFUSED {
+            metrics.refused.with_label_values(&[reason]);
+        }
+        for reason in CUT {
+            metrics.cut.with_label_values(&[reason]);
+        }
+        metrics
+    }
+
+    fn register(r: &Registry) -> Self {
+        let [pushed_latency, feed_latency] = Latency::stages(r, [Stage::Pushed, Stage::Feed]);
         let vec = |name: &str, help: &str, label: &str| {
             register(
                 r,
@@ -81,6 +103,8 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            pushed_latency,
+            feed_latency,
         }
     }
 }

@@ -15,7 +15,7 @@ pub const LIVE_SCHEMA: &str = "analytics";
 pub const ANALYTICS_CHANNEL: &str = "cartflow_analytics";
 
 /// What one step did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     pub events: u64,
     /// The checkpoint after the step.
@@ -23,6 +23,8 @@ pub struct Applied {
     /// Whether the log is applied up to the horizon.
     pub caught_up: bool,
     pub watermark: Option<DateTime<Utc>>,
+    /// Publish times (ms since the epoch) of the events applied, for the latency metric.
+    pub published_ms: Vec<i64>,
 }
 
 /// Serialises writers of one schema: the live projector's steps and a rebuild's swap.
@@ -43,20 +45,26 @@ pub async fn step(tx: &Transaction<'_>, schema: &str, max_events: i64) -> Result
     let horizon = log::horizon(tx).await?;
     if horizon <= from {
         return Ok(Applied {
-            events: 0,
             next_tx: from,
             caught_up: true,
-            watermark: None,
+            ..Applied::default()
         });
     }
     let to = log::chunk_end(tx, from, horizon, max_events).await?;
     let mut delta = Delta::default();
-    let events = log::read_into(tx, from, to, &mut delta).await?;
+    let mut published_ms = Vec::new();
+    let events = log::read_into(tx, from, to, &mut delta, Some(&mut published_ms)).await?;
     let stored = store::stored_carts(tx, schema, &delta).await?;
     delta.settle_carts(stored);
     store::write(tx, schema, &delta, to).await?;
     if events > 0 && schema == LIVE_SCHEMA {
-        let payload = format!(r#"{{"events":{events},"next_tx":{to}}}"#);
+        // The oldest publish time lets the gateway measure publish-to-pushed latency.
+        let oldest = published_ms
+            .iter()
+            .min()
+            .map_or("null".into(), i64::to_string);
+        let payload =
+            format!(r#"{{"events":{events},"next_tx":{to},"oldest_published_ms":{oldest}}}"#);
         tx.execute("SELECT pg_notify($1, $2)", &[&ANALYTICS_CHANNEL, &payload])
             .await?;
     }
@@ -65,6 +73,7 @@ pub async fn step(tx: &Transaction<'_>, schema: &str, max_events: i64) -> Result
         next_tx: to,
         caught_up: to >= horizon,
         watermark: delta.watermark,
+        published_ms,
     })
 }
 

@@ -6,6 +6,7 @@
 //! consumer wrote it and in whatever order their transactions committed. The checkpoint is one
 //! number: every row with `tx_id` below it has been applied.
 
+use chrono::{DateTime, Utc};
 use futures::{StreamExt, pin_mut};
 use rust_decimal::Decimal;
 use tokio_postgres::GenericClient;
@@ -48,18 +49,21 @@ pub async fn chunk_end(
     })
 }
 
-/// Adds every event with `from <= tx_id < to` to `delta`, streaming. Returns how many.
+/// Adds every event with `from <= tx_id < to` to `delta`, streaming. Returns how many. With
+/// `published`, also collects each event's publish time (milliseconds since the epoch) for
+/// the latency metric; a rebuild's bulk pass over the whole log leaves it out.
 pub async fn read_into(
     client: &impl GenericClient,
     from: i64,
     to: i64,
     delta: &mut Delta,
+    mut published: Option<&mut Vec<i64>>,
 ) -> Result<u64, Error> {
     let params: [&(dyn ToSql + Sync); 2] = [&from, &to];
     let rows = client
         .query_raw(
-            "SELECT customer_id, product_id, product_price, action, \"timestamp\", session_id \
-             FROM events WHERE tx_id >= $1 AND tx_id < $2",
+            "SELECT customer_id, product_id, product_price, action, \"timestamp\", session_id, \
+             published_at FROM events WHERE tx_id >= $1 AND tx_id < $2",
             params,
         )
         .await?;
@@ -77,6 +81,11 @@ pub async fn read_into(
             timestamp: row.get(4),
             session_id: row.get(5),
         });
+        if let Some(p) = published.as_deref_mut()
+            && let Some(at) = row.get::<_, Option<DateTime<Utc>>>(6)
+        {
+            p.push(at.timestamp_millis());
+        }
         n += 1;
     }
     Ok(n)

@@ -1,5 +1,6 @@
 //! Every metric the projector exports, named in one place.
 
+use cartflow_common::latency::{Latency, Stage};
 use cartflow_common::ops::register;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
 
@@ -21,6 +22,8 @@ pub struct Metrics {
     pub lag_seconds: prometheus::Gauge,
     /// The latest event time in the analytics, as a Unix time.
     pub watermark_seconds: IntGauge,
+    /// Publish-to-projected latency of each applied event.
+    pub latency: Latency,
 }
 
 impl Metrics {
@@ -76,6 +79,7 @@ impl Metrics {
                 "cartflow_projector_watermark_seconds",
                 "The latest event time in the analytics, as a Unix time.",
             ),
+            latency: Latency::new(r, Stage::Projected),
         }
     }
 }

@@ -70,7 +70,7 @@ async fn build_and_swap(
     let horizon = log::horizon(&tx).await?;
     let mut delta = Delta::default();
     info!(horizon, "Rebuilding the analytics from the whole log.");
-    let bulk_events = log::read_into(&tx, 0, horizon, &mut delta).await?;
+    let bulk_events = log::read_into(&tx, 0, horizon, &mut delta, None).await?;
     info!(
         events = bulk_events,
         carts = delta.carts.len(),

@@ -133,6 +133,9 @@ async fn project(
             let step = apply::step(&tx, LIVE_SCHEMA, config.chunk_events).await?;
             tx.commit().await?;
             if step.events > 0 {
+                metrics
+                    .latency
+                    .observe_all(step.published_ms.iter().copied());
                 metrics.events.inc_by(step.events);
                 metrics.steps.inc();
                 metrics
