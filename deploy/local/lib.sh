@@ -67,6 +67,17 @@ ensure_chromium() {
   [ -x /usr/bin/chromium ] || apt_install chromium
 }
 
+# Prometheus and promtool, for run.sh's local Prometheus and the observability tests.
+ensure_prometheus() {
+  command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || apt_install prometheus
+}
+
+# docker-compose (1.29, the distribution's), whose `config` validates docker-compose.yml
+# without a Docker engine.
+ensure_compose() {
+  command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
+}
+
 # PostgreSQL at DATABASE_URL: reused when it answers; otherwise installed from the
 # distribution's packages (when missing) and started. The database itself is created by
 # `cartflow-consumer migrate`.

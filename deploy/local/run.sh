@@ -4,7 +4,9 @@
 # Reuses PostgreSQL and a Kafka broker when they already answer at DATABASE_URL and
 # KAFKA_BROKERS; otherwise installs PostgreSQL from the distribution's packages and tansu with
 # cargo, and starts them. Then builds the services (release), migrates the database and starts
-# the consumer, projector, gateway and producer, with logs and pid files under .run/.
+# the consumer, projector, gateway and producer, and Prometheus (installed from the
+# distribution's packages when missing) scraping them with deploy/prometheus's alert rules,
+# with logs and pid files under .run/.
 #
 # Usage: deploy/local/run.sh [--detach]
 #   (foreground)  Ctrl-C stops every process this script started.
@@ -12,7 +14,8 @@
 #
 # Environment: DATABASE_URL, KAFKA_BROKERS, CARTFLOW_GATEWAY_ADDR (127.0.0.1:8080),
 # CARTFLOW_RATE (20 events/s), CARTFLOW_BACKFILL_DAYS (7), CARTFLOW_CUSTOMERS (100),
-# CARTFLOW_BUILD_PROFILE (release or dev),
+# CARTFLOW_BUILD_PROFILE (release or dev), CARTFLOW_PROMETHEUS_ADDR (127.0.0.1:9090; "off" to
+# run without Prometheus),
 # and any other flag's variable (see each binary's --help).
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -28,6 +31,7 @@ for arg in "$@"; do
 done
 
 GATEWAY_ADDR="${CARTFLOW_GATEWAY_ADDR:-127.0.0.1:8080}"
+PROMETHEUS_ADDR="${CARTFLOW_PROMETHEUS_ADDR:-127.0.0.1:9090}"
 PROFILE="${CARTFLOW_BUILD_PROFILE:-release}"
 case "$PROFILE" in
   release) BIN="$ROOT/target/release"; BUILD=(cargo build --release --bins) ;;
@@ -52,6 +56,7 @@ fi
 ensure_build_tools
 ensure_postgres
 ensure_kafka
+[ "$PROMETHEUS_ADDR" = off ] || ensure_prometheus
 
 say "Building the services (${BUILD[*]})"
 "${BUILD[@]}" || die "The build failed (above)."
@@ -69,7 +74,7 @@ start() { # name binary args...
 stop_all() {
   trap - INT TERM EXIT
   say "Stopping"
-  for name in producer gateway projector consumer; do stop_pidfile "$name"; done
+  for name in prometheus producer gateway projector consumer; do stop_pidfile "$name"; done
   if [ "$TANSU_STARTED" = 1 ]; then stop_pidfile tansu; fi
 }
 
@@ -104,12 +109,31 @@ for pair in consumer=127.0.0.1:9102 projector=127.0.0.1:9103 gateway=$GATEWAY_AD
   healthy "$addr" || die "$name did not become healthy within 60 s (log: $RUN_DIR/$name.log)."
 done
 
+# Prometheus with the same alert rules as docker compose's; one already answering is reused.
+PROMETHEUS_LINE="Prometheus  off (CARTFLOW_PROMETHEUS_ADDR=off)"
+if [ "$PROMETHEUS_ADDR" != off ]; then
+  if port_open "${PROMETHEUS_ADDR%:*}" "${PROMETHEUS_ADDR##*:}"; then
+    say "Something answers at $PROMETHEUS_ADDR already; not starting Prometheus (point yours at deploy/prometheus/prometheus.local.yml)"
+    PROMETHEUS_LINE="Prometheus  http://$PROMETHEUS_ADDR/ (already running; not started by run.sh)"
+  else
+    say "Starting Prometheus on $PROMETHEUS_ADDR (deploy/prometheus/prometheus.local.yml)"
+    start prometheus prometheus \
+      --config.file="$ROOT/deploy/prometheus/prometheus.local.yml" \
+      --storage.tsdb.path="$RUN_DIR/prometheus-data" \
+      --web.listen-address="$PROMETHEUS_ADDR"
+    wait_port "${PROMETHEUS_ADDR%:*}" "${PROMETHEUS_ADDR##*:}" 30 \
+      || { tail -n 20 "$RUN_DIR/prometheus.log" >&2; die "Prometheus did not start (log: $RUN_DIR/prometheus.log)."; }
+    PROMETHEUS_LINE="Prometheus  http://$PROMETHEUS_ADDR/ (alerts: http://$PROMETHEUS_ADDR/alerts)"
+  fi
+fi
+
 cat >&2 <<TXT
 
   cartflow is running.
     Dashboard   http://$GATEWAY_ADDR/
     Snapshot    http://$GATEWAY_ADDR/api/snapshot
     Metrics     http://127.0.0.1:9101/metrics (producer)  :9102 (consumer)  :9103 (projector)  http://$GATEWAY_ADDR/metrics
+    $PROMETHEUS_LINE
     Logs, pids  $RUN_DIR/
 TXT
 if [ "$DETACH" = 1 ]; then

@@ -2,9 +2,9 @@
 # Runs every test of the workspace against a real PostgreSQL and a real Kafka broker.
 #
 # Brings up the same dependencies as run.sh (reusing what already answers at DATABASE_URL and
-# KAFKA_BROKERS, installing PostgreSQL or tansu when missing) and Chromium for the browser
-# test, then checks formatting and lints, and runs `cargo test --workspace`. A broker it
-# started is stopped at exit.
+# KAFKA_BROKERS, installing PostgreSQL or tansu when missing), Chromium for the browser test,
+# Prometheus and docker-compose for the deployment tests, then checks formatting and lints,
+# and runs `cargo test --workspace`. A broker it started is stopped at exit.
 #
 # Usage: deploy/local/test.sh [extra cargo test arguments]
 
@@ -16,6 +16,8 @@ trap cleanup EXIT
 
 ensure_build_tools
 ensure_chromium
+ensure_prometheus
+ensure_compose
 ensure_postgres
 ensure_kafka
 
