@@ -31,7 +31,7 @@ pub struct Metrics {
 /// The reasons a handshake is refused and a client is cut (`ws.rs`), exported at zero from the
 /// start so a dashboard shows 0 rather than no data.
 const REFUSED: [&str; 3] = ["token", "origin", "full"];
-const CUT: [&str; 3] = ["slow", "timeout", "oversized"];
+const CUT: [&str; 4] = ["slow", "timeout", "oversized", "protocol"];
 
 impl Metrics {
     pub fn new(r: &Registry) -> Self {
