@@ -1,6 +1,7 @@
 //! The HTTP server: the dashboard, `/api/snapshot`, `/ws`, `/healthz` and `/metrics` on one
 //! port, and the tasks that feed the hub.
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use cartflow_common::ops::{self, Health};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -91,6 +92,12 @@ impl Gateway {
         health.set_ready(true);
         info!(url = %format!("http://{addr}/"), "Dashboard ready.");
         let task = tokio::spawn(async move {
+            // Pushes are small and latency matters: no Nagle delay behind an unacknowledged one.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    debug!(error = %e, "Could not set TCP_NODELAY.");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await?;

@@ -167,6 +167,10 @@ async fn client(
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
     let mut last_heard = Instant::now();
+    // Created once: a new `cancelled()` per loop would register and unregister a waiter on
+    // the token (a lock shared by every client) for every message sent.
+    let stopping = state.shutdown.cancelled();
+    tokio::pin!(stopping);
     loop {
         tokio::select! {
             out = rx.recv() => match out {
@@ -210,7 +214,7 @@ async fn client(
                     return Some("slow");
                 }
             }
-            () = state.shutdown.cancelled() => {
+            () = &mut stopping => {
                 close(&mut sink, CLOSE_GOING_AWAY, "gateway stopping").await;
                 return None;
             }
