@@ -66,6 +66,10 @@ async fn lead(
     // this instance can no longer write.
     let url = &config.database.database_url;
     let (mut client, mut wakeups) = db::listen(url, db::EVENTS_CHANNEL).await?;
+    // Small, frequent statements: with the planner's estimates off (a one-row checkpoint
+    // estimated at 1,060 rows), PostgreSQL JIT-compiled the lag query every 2 s, 107 ms
+    // where 0.1 ms does. A rebuild's bulk read keeps JIT on its own connection.
+    client.batch_execute("SET jit = off").await?;
     if !become_leader(&client, config, shutdown).await? {
         return Ok(());
     }
