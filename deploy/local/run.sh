@@ -25,7 +25,7 @@ DETACH=0
 for arg in "$@"; do
   case "$arg" in
     --detach|-d) DETACH=1 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "Unknown argument $arg (usage: deploy/local/run.sh [--detach])" ;;
   esac
 done
