@@ -25,7 +25,20 @@ const MIGRATION_LOCK: i64 = 0x6361_7274_666c_6f77; // "cartflow"
 /// A pool of connections to `args.database_url`, checked with one connection now so that a
 /// missing server is reported at start-up with instructions, not at the first write.
 pub async fn pool(args: &DatabaseArgs) -> Result<Pool, Error> {
-    let config = parse(&args.database_url)?;
+    pool_with(args, parse(&args.database_url)?).await
+}
+
+/// A pool whose sessions run without JIT compilation, set once per connection at start-up:
+/// for small, frequent statements over small tables, where the planner's estimates can be far
+/// off and a JIT-compiled plan costs tens of ms that the query itself does not. (It replaces
+/// any `options` the URL gives.)
+pub async fn pool_without_jit(args: &DatabaseArgs) -> Result<Pool, Error> {
+    let mut config = parse(&args.database_url)?;
+    config.options("-c jit=off");
+    pool_with(args, config).await
+}
+
+async fn pool_with(args: &DatabaseArgs, config: Config) -> Result<Pool, Error> {
     let manager = Manager::from_config(
         config,
         NoTls,

@@ -12,7 +12,7 @@ use prometheus::{Histogram, HistogramOpts, HistogramVec, Registry};
 use crate::ops::register;
 
 /// The metric's name.
-pub const EVENT_LATENCY: &str = "cartflow_event_latency_seconds";
+const EVENT_LATENCY: &str = "cartflow_event_latency_seconds";
 
 /// Where an event's latency is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,21 +69,16 @@ impl Latency {
 
     /// Observes one event published at `published_ms` (milliseconds since the epoch), as of
     /// `now_ms`. Clock skew between hosts can make it negative: counted as zero.
-    pub fn observe(&self, published_ms: i64, now_ms: i64) {
+    fn observe(&self, published_ms: i64, now_ms: i64) {
         self.0
             .observe((now_ms.saturating_sub(published_ms)).max(0) as f64 / 1000.0);
     }
 
     /// Observes every event in `published_ms` as of now.
     pub fn observe_all(&self, published_ms: impl IntoIterator<Item = i64>) {
-        let now = now_ms();
+        let now = Utc::now().timestamp_millis();
         for p in published_ms {
             self.observe(p, now);
         }
     }
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }

@@ -53,7 +53,9 @@ impl Gateway {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<Gateway, Error> {
-        let pool = db::pool(&config.database).await?;
+        // The snapshot's views read small tables; JIT compiling their plans cost 25 ms or more
+        // each (775 ms per snapshot instead of 53 ms).
+        let pool = db::pool_without_jit(&config.database).await?;
         let registry = ops::registry();
         let metrics = Metrics::new(&registry);
         let health = Health::default();

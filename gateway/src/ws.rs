@@ -194,18 +194,14 @@ async fn client(
                         }
                     }
                     if lagged {
-                        close(&mut sink, CLOSE_TOO_SLOW, "too slow: fell behind the live updates").await;
-                        return Some("slow");
+                        return too_slow(&mut sink).await;
                     }
                     if !deliver_all(&mut sink, batch, state).await {
                         return Some("slow");
                     }
                 }
                 Ok(_) => {}
-                Err(RecvError::Lagged(_)) => {
-                    close(&mut sink, CLOSE_TOO_SLOW, "too slow: fell behind the live updates").await;
-                    return Some("slow");
-                }
+                Err(RecvError::Lagged(_)) => return too_slow(&mut sink).await,
                 Err(RecvError::Closed) => {
                     close(&mut sink, CLOSE_GOING_AWAY, "gateway stopping").await;
                     return None;
@@ -266,13 +262,18 @@ async fn deliver_all(sink: &mut Sink, messages: Vec<Message>, state: &AppState) 
 }
 
 async fn deliver(sink: &mut Sink, message: Message, state: &AppState) -> bool {
-    match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
-        Ok(Ok(())) => {
-            state.metrics.sent.inc();
-            true
-        }
-        _ => false,
-    }
+    deliver_all(sink, vec![message], state).await
+}
+
+/// Closes a client that fell off the end of the ring (4001); its reason for the metrics.
+async fn too_slow(sink: &mut Sink) -> Option<&'static str> {
+    close(
+        sink,
+        CLOSE_TOO_SLOW,
+        "too slow: fell behind the live updates",
+    )
+    .await;
+    Some("slow")
 }
 
 async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
