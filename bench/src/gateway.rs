@@ -22,12 +22,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consumer::fresh_database;
 use crate::report::{StageResult, quantile_ms};
+use crate::ws_client;
 
 /// How long latencies are collected once every client is connected.
 const MEASURE: Duration = Duration::from_secs(10);
 const PYTHON_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/ws_broadcast.py");
 
-fn now_micros() -> u64 {
+pub(crate) fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
@@ -53,7 +54,7 @@ pub(crate) async fn serve(base_url: &str) -> anyhow::Result<()> {
     let gateway = Gateway::start(config, listener, CancellationToken::new()).await?;
     println!("PORT {}", gateway.addr.port());
     std::io::stdout().flush()?;
-    tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await??;
+    wait_for_go().await?;
     let pad = "x".repeat(200);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -63,6 +64,19 @@ pub(crate) async fn serve(base_url: &str) -> anyhow::Result<()> {
             &serde_json::json!({"type": "feed", "t": now_micros(), "pad": pad}),
         );
     }
+}
+
+/// Which client measures: `lean` ([`ws_client`]) or `tungstenite` (tokio-tungstenite's).
+pub(crate) const CLIENT_ENV: &str = "CARTFLOW_BENCH_GATEWAY_CLIENT";
+
+fn client_kind() -> String {
+    std::env::var(CLIENT_ENV).unwrap_or_else(|_| "lean".into())
+}
+
+/// Waits for the measuring process's line on stdin: every client is connected.
+pub(crate) async fn wait_for_go() -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await??;
+    Ok(())
 }
 
 fn rss_kib(pid: u32) -> f64 {
@@ -105,7 +119,7 @@ fn ensure_python_websockets() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `clients` clients against the server `which` (`cartflow` or `python`).
+/// Runs `clients` clients against the server `which` (`cartflow`, `floor` or `python`).
 pub(crate) async fn measure(
     which: &str,
     base_url: &str,
@@ -116,6 +130,18 @@ pub(crate) async fn measure(
             let mut c = Command::new(std::env::current_exe()?);
             c.args(["run", "gateway-serve", "--events", "0", "--brokers", ""])
                 .args(["--database-url", base_url]);
+            c
+        }
+        "floor" => {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.args([
+                "run",
+                "gateway-floor-serve",
+                "--events",
+                "0",
+                "--brokers",
+                "",
+            ]);
             c
         }
         _ => {
@@ -151,6 +177,7 @@ pub(crate) async fn measure(
     let received = Arc::new(AtomicU64::new(0));
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let url = format!("ws://127.0.0.1:{port}/ws?channels=feed");
+    let lean = client_kind() == "lean";
     let mut tasks = Vec::with_capacity(clients as usize);
     let connect_started = Instant::now();
     let limit = Arc::new(tokio::sync::Semaphore::new(256));
@@ -166,23 +193,33 @@ pub(crate) async fn measure(
         );
         tasks.push(tokio::spawn(async move {
             let permit = limit.acquire_owned().await.ok()?;
-            // tungstenite zero-fills its whole read buffer (128 KiB by default) on every read:
-            // a 4 KiB one keeps 10,000 clients from spending a core on memset.
-            let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
-            let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-                .await
-                .ok()?;
-            drop(permit);
-            let _ = ready.send(());
-            while let Some(Ok(m)) = ws.next().await {
-                let Ok(text) = m.into_text() else { continue };
+            let on_message = |text: &[u8]| {
                 if !measuring.load(Ordering::Relaxed) {
-                    continue;
+                    return;
                 }
-                if let Some(t) = timestamp(&text) {
+                if let Some(t) = timestamp(text) {
                     let ms = now_micros().saturating_sub(t) as f64 / 1e6;
                     latency.observe(ms);
                     received.fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            if lean {
+                let client = ws_client::connect(port, "/ws?channels=feed").await.ok()?;
+                drop(permit);
+                let _ = ready.send(());
+                client.run(on_message).await.ok()?;
+            } else {
+                // tungstenite zero-fills its whole read buffer (128 KiB by default) on every
+                // read: a 4 KiB one keeps 10,000 clients from spending a core on memset.
+                let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+                let (mut ws, _) =
+                    tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+                        .await
+                        .ok()?;
+                drop(permit);
+                let _ = ready.send(());
+                while let Some(Ok(m)) = ws.next().await {
+                    on_message(&m.into_data());
                 }
             }
             Some(())
@@ -224,8 +261,9 @@ pub(crate) async fn measure(
     let expected = clients * 10 * MEASURE.as_secs();
     Ok(StageResult {
         name: format!(
-            "{which} server, {clients} clients: {per_connection:.1} KiB per idle connection, \
+            "{which} server, {clients} {} clients: {per_connection:.1} KiB per idle connection, \
              {:.0}% of broadcasts received",
+            client_kind(),
             100.0 * n as f64 / expected as f64
         ),
         events: n,
@@ -238,11 +276,17 @@ pub(crate) async fn measure(
 }
 
 /// The `"t"` field of a broadcast, without parsing the whole message.
-fn timestamp(text: &str) -> Option<u64> {
-    let rest = &text[text.find("\"t\":")? + 4..];
-    let rest = rest.trim_start();
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
+fn timestamp(text: &[u8]) -> Option<u64> {
+    let at = text.windows(4).position(|w| w == b"\"t\":")? + 4;
+    let digits = text[at..]
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take_while(|b| b.is_ascii_digit());
+    let mut t: u64 = 0;
+    let mut any = false;
+    for d in digits {
+        t = t.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        any = true;
+    }
+    any.then_some(t)
 }

@@ -19,9 +19,11 @@
 
 mod consumer;
 mod gateway;
+mod gateway_floor;
 mod producer;
 mod projector;
 mod report;
+mod ws_client;
 
 use std::process::Command;
 
@@ -76,6 +78,15 @@ struct Cli {
         default_value = "127.0.0.1:9092"
     )]
     brokers: String,
+    /// The gateway stage's measuring clients: `lean` (a minimal RFC 6455 client, so the
+    /// clients cost the shared cores as little as they can) or `tungstenite`.
+    #[arg(
+        long,
+        env = "CARTFLOW_BENCH_GATEWAY_CLIENT",
+        default_value = "lean",
+        value_parser = ["lean", "tungstenite"]
+    )]
+    gateway_client: String,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -141,6 +152,8 @@ fn main() -> anyhow::Result<()> {
                 "consumer-cartflow-3" => consumer::cartflow(b, url, p, events, 3).await.map(Some),
                 "gateway-serve" => gateway::serve(url).await.map(|()| None),
                 "gateway-cartflow" => gateway::measure("cartflow", url, events).await.map(Some),
+                "gateway-floor-serve" => gateway_floor::serve().await.map(|()| None),
+                "gateway-floor" => gateway::measure("floor", url, events).await.map(Some),
                 "gateway-python" => gateway::measure("python", url, events).await.map(Some),
                 "projector-prepare" => projector::prepare(url, p, events).await.map(|()| None),
                 "projector-cleanup" => projector::cleanup(url, p).await.map(|()| None),
@@ -195,7 +208,9 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("gateway: {} WebSocket clients, 10 broadcasts/s", cli.events);
                 let base = child_in("gateway-python", &cli, "")?;
                 let ours = child_in("gateway-cartflow", &cli, "")?;
+                let floor = child_in("gateway-floor", &cli, "")?;
                 results.push(report::compare("gateway fan-out", &ours, &base));
+                results.push(report::compare("gateway floor", &floor, &base));
             }
             Stage::Projector => {
                 let prefix = uuid::Uuid::new_v4().simple().to_string();
@@ -254,6 +269,7 @@ fn run_child(what: &str, cli: &Cli, size: usize, prefix: &str) -> anyhow::Result
             "--prefix",
             prefix,
         ])
+        .env(gateway::CLIENT_ENV, &cli.gateway_client)
         .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("starting {what}"))?;
