@@ -81,6 +81,17 @@ async fn build_and_swap(
     store::write_into_empty(&tx, REBUILD_SCHEMA, &delta, horizon).await?;
     tx.commit().await?;
     drop(delta);
+    // Fresh tables have no statistics until autovacuum gets to them, and the planner then
+    // guesses (a one-row checkpoint was estimated at 1,060 rows): give the swapped-in tables
+    // true ones before anyone reads them.
+    let tables: Vec<String> = tables_of(client, REBUILD_SCHEMA)
+        .await?
+        .iter()
+        .map(|t| format!("{REBUILD_SCHEMA}.{t}"))
+        .collect();
+    client
+        .batch_execute(&format!("ANALYZE {}", tables.join(", ")))
+        .await?;
 
     let mut caught_up_events = 0;
     loop {
@@ -130,19 +141,10 @@ async fn build_and_swap(
 /// An empty `analytics_rebuild` with every table of `analytics` (columns, defaults,
 /// constraints, indexes) and a fresh checkpoint that keeps the live abandonment setting.
 async fn create_tables(client: &Client) -> Result<(), Error> {
-    let tables: Vec<String> = client
-        .query(
-            "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename",
-            &[&LIVE_SCHEMA],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables = tables_of(client, LIVE_SCHEMA).await?;
     let mut ddl =
         format!("DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE; CREATE SCHEMA {REBUILD_SCHEMA};");
     for table in &tables {
-        let table = cartflow_common::db::quote_ident(table);
         ddl.push_str(&format!(
             "CREATE TABLE {REBUILD_SCHEMA}.{table} (LIKE {LIVE_SCHEMA}.{table} INCLUDING ALL);"
         ));
@@ -153,4 +155,17 @@ async fn create_tables(client: &Client) -> Result<(), Error> {
     ));
     client.batch_execute(&ddl).await?;
     Ok(())
+}
+
+/// The tables of `schema`, as quoted identifiers.
+async fn tables_of(client: &Client, schema: &str) -> Result<Vec<String>, Error> {
+    Ok(client
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename",
+            &[&schema],
+        )
+        .await?
+        .iter()
+        .map(|r| cartflow_common::db::quote_ident(r.get(0)))
+        .collect())
 }

@@ -152,6 +152,19 @@ async fn check(db: &TestDb, history: History) {
         .await
         .expect("rebuild");
     let rebuilt = snapshot(&client).await;
+    let unanalysed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_user_tables \
+             WHERE schemaname = 'analytics' AND last_analyze IS NULL",
+            &[],
+        )
+        .await
+        .expect("statistics")
+        .get(0);
+    assert_eq!(
+        unanalysed, 0,
+        "the rebuild swapped in tables without statistics"
+    );
     for ((name, a), (_, b)) in incremental.iter().zip(&rebuilt) {
         assert_eq!(a, b, "{name}: incremental and rebuilt differ");
     }
