@@ -1,6 +1,7 @@
 //! The WebSocket protocol with real clients against an in-process gateway on a fresh
 //! database: snapshot then deltas, a slow client cut while a fast one keeps receiving, an
-//! oversized message refused, a bad token and a bad Origin refused before the upgrade.
+//! oversized message refused, a silent peer closed for not answering pings, a bad token and
+//! a bad Origin refused before the upgrade.
 
 use std::time::Duration;
 
@@ -181,6 +182,84 @@ async fn an_oversized_message_closes_the_connection_with_1009() {
         .hub
         .broadcast(Channel::Feed, &json!({"type": "feed", "n": 1}));
     assert_eq!(next_json(&mut ok, Duration::from_secs(5)).await["n"], 1);
+    shutdown.cancel();
+    db.cleanup().await;
+}
+
+/// A peer that completed the handshake and then went silent (never reads, never answers a
+/// ping): the close code the gateway sends it, read from the raw socket.
+async fn close_code_of_silent_peer(gateway: &Gateway) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let request = format!(
+        "GET /ws?channels=feed HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        gateway.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // Everything the gateway sends, handshake response first, until the connection closes.
+    let mut bytes = Vec::new();
+    tcp.read_to_end(&mut bytes).await.unwrap();
+    let head = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response")
+        + 4;
+    assert!(bytes.starts_with(b"HTTP/1.1 101"), "upgraded");
+    let mut frames = &bytes[head..];
+    while frames.len() >= 2 {
+        let (opcode, len) = (frames[0] & 0x0F, usize::from(frames[1] & 0x7F));
+        assert!(len < 126, "only small frames expected");
+        if opcode == 0x8 {
+            return u16::from_be_bytes([frames[2], frames[3]]);
+        }
+        frames = &frames[2 + len..];
+    }
+    panic!("the connection closed without a close frame");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_closed_with_4002_while_one_that_answers_pings_stays() {
+    let db = TestDb::new().await;
+    let (gateway, shutdown) = start(&db, &["--ping-secs", "1"]).await;
+    // tungstenite answers each ping while it reads.
+    let mut alive = connect(&gateway, "?channels=feed").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = alive.next().await {
+            let _ = tx.send(m);
+        }
+    });
+    let code = tokio::time::timeout(Duration::from_secs(15), close_code_of_silent_peer(&gateway))
+        .await
+        .expect("the silent peer is closed within a few ping periods");
+    assert_eq!(code, 4002, "closed for not answering pings");
+    // Three more ping periods: the client that answers is not closed, and still gets
+    // broadcasts.
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match rx.recv().await {
+                Some(Message::Close(f)) => return format!("closed: {f:?}"),
+                Some(_) => {}
+                None => return "gone".to_owned(),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_err(), "the answering client was cut: {closed:?}");
+    gateway
+        .hub
+        .broadcast(Channel::Feed, &json!({"type": "feed", "n": 7}));
+    let got = loop {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(Message::Text(t))) => break t,
+            Ok(Some(Message::Close(f))) => panic!("the answering client was closed: {f:?}"),
+            Ok(Some(_)) => {}
+            other => panic!("no broadcast for the answering client: {other:?}"),
+        }
+    };
+    assert!(got.contains(r#""n":7"#));
     shutdown.cancel();
     db.cleanup().await;
 }
