@@ -5,9 +5,8 @@
 //! channels with `?channels=analytics,feed` or by sending `{"subscribe": [...]}` /
 //! `{"unsubscribe": [...]}`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -17,10 +16,15 @@ use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::hub::Channel;
 use crate::server::AppState;
+
+mod reader;
+
+use reader::{Ended, Heard, Subscriptions};
 
 /// Close codes of the protocol.
 pub const CLOSE_TOO_SLOW: u16 = 4001;
@@ -114,12 +118,9 @@ pub async fn handler(
             "Too many clients; try again later.\n",
         );
     };
-    let channels: HashSet<Channel> = match &params.channels {
-        Some(list) => list
-            .split(',')
-            .filter_map(|c| Channel::parse(c.trim()))
-            .collect(),
-        None => HashSet::from([Channel::Analytics, Channel::Feed]),
+    let channels = match &params.channels {
+        Some(list) => Subscriptions::new(list.split(',').filter_map(|c| Channel::parse(c.trim()))),
+        None => Subscriptions::new([Channel::Analytics, Channel::Feed]),
     };
     let max = state.max_message_bytes;
     ws.protocols([PROTOCOL])
@@ -138,13 +139,13 @@ pub async fn handler(
 async fn serve(
     socket: WebSocket,
     state: AppState,
-    mut channels: HashSet<Channel>,
+    channels: Subscriptions,
     _permit: OwnedSemaphorePermit,
 ) {
     let m = &state.metrics;
     m.clients.inc();
     m.connections.inc();
-    let reason = client(socket, &state, &mut channels).await;
+    let reason = client(socket, &state, channels).await;
     if let Some(reason) = reason {
         m.cut.with_label_values(&[reason]).inc();
         debug!(reason, "Closed a client.");
@@ -152,16 +153,26 @@ async fn serve(
     m.clients.dec();
 }
 
-/// Runs one client until it leaves or is cut; returns why it was cut.
+/// Runs one client until it leaves or is cut; returns why it was cut. This task writes; a
+/// second one ([`reader`]) reads, so that a broadcast wakes only the writer.
 async fn client(
     socket: WebSocket,
     state: &AppState,
-    channels: &mut HashSet<Channel>,
+    channels: Subscriptions,
 ) -> Option<&'static str> {
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
     let (snapshot, mut rx) = state.hub.subscribe();
+    let channels = Arc::new(channels);
+    let heard = Arc::new(Heard::now());
+    let (ended_tx, mut ended) = oneshot::channel();
+    let _reader = AbortOnDrop(tokio::spawn(reader::run(
+        stream,
+        channels.clone(),
+        heard.clone(),
+        ended_tx,
+    )));
     let send = |text: Utf8Bytes| Message::Text(text);
-    if channels.contains(&Channel::Analytics) {
+    if channels.contains(Channel::Analytics) {
         let first = snapshot.unwrap_or_else(|| {
             Utf8Bytes::from_static(r#"{"type":"snapshot","seq":0,"data":null}"#)
         });
@@ -172,7 +183,6 @@ async fn client(
     let ping_every = state.ping_every;
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
-    let mut last_heard = Instant::now();
     // Created once: a new `cancelled()` per loop would register and unregister a waiter on
     // the token (a lock shared by every client) for every message sent.
     let stopping = state.shutdown.cancelled();
@@ -180,14 +190,14 @@ async fn client(
     loop {
         tokio::select! {
             out = rx.recv() => match out {
-                Ok(o) if channels.contains(&o.channel) => {
+                Ok(o) if channels.contains(o.channel) => {
                     // A client that fell behind gets what is waiting in one write, not one
                     // system call per message: under load that is what lets it catch up.
                     let mut batch = vec![send(o.text)];
                     let mut lagged = false;
                     while batch.len() < MAX_BATCH {
                         match rx.try_recv() {
-                            Ok(o) if channels.contains(&o.channel) => batch.push(send(o.text)),
+                            Ok(o) if channels.contains(o.channel) => batch.push(send(o.text)),
                             Ok(_) => {}
                             Err(TryRecvError::Lagged(_)) => {
                                 lagged = true;
@@ -210,24 +220,16 @@ async fn client(
                     return None;
                 }
             },
-            incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    last_heard = Instant::now();
-                    apply_request(&text, channels);
+            how = &mut ended => match how.unwrap_or(Ended::Left) {
+                Ended::Left => return None,
+                Ended::TooBig => {
+                    close(&mut sink, CLOSE_TOO_BIG, "message too big").await;
+                    return Some("oversized");
                 }
-                Some(Ok(Message::Close(_))) | None => return None,
-                Some(Ok(_)) => last_heard = Instant::now(),
-                Some(Err(e)) => {
-                    // tungstenite refuses a message over the limit before reading it whole.
-                    if e.to_string().contains("Space limit exceeded") {
-                        close(&mut sink, CLOSE_TOO_BIG, "message too big").await;
-                        return Some("oversized");
-                    }
-                    return Some("protocol");
-                }
+                Ended::Protocol => return Some("protocol"),
             },
             _ = ping.tick() => {
-                if last_heard.elapsed() > ping_every * 2 {
+                if heard.silent_ms() > 2 * ping_every.as_millis() as u64 {
                     close(&mut sink, CLOSE_NO_PONG, "no pong").await;
                     return Some("timeout");
                 }
@@ -240,6 +242,15 @@ async fn client(
                 return None;
             }
         }
+    }
+}
+
+/// Ends the reader with the writer, however the writer ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -289,25 +300,6 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
         sink.send(Message::Close(Some(frame))),
     )
     .await;
-}
-
-#[derive(Debug, Deserialize)]
-struct Request {
-    #[serde(default)]
-    subscribe: Vec<String>,
-    #[serde(default)]
-    unsubscribe: Vec<String>,
-}
-
-/// `{"subscribe": ["feed"]}` / `{"unsubscribe": ["analytics"]}`; anything else is ignored.
-fn apply_request(text: &str, channels: &mut HashSet<Channel>) {
-    let Ok(request) = serde_json::from_str::<Request>(text) else {
-        return;
-    };
-    channels.extend(request.subscribe.iter().filter_map(|c| Channel::parse(c)));
-    for c in request.unsubscribe.iter().filter_map(|c| Channel::parse(c)) {
-        channels.remove(&c);
-    }
 }
 
 /// Used by `/api/snapshot` too.
