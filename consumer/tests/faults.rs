@@ -42,13 +42,18 @@ impl std::ops::DerefMut for Member {
 
 /// A consumer process of `env`'s group.
 fn spawn_consumer(env: &TestEnv) -> Member {
+    spawn_consumer_with_session(env, 6000)
+}
+
+fn spawn_consumer_with_session(env: &TestEnv, session_timeout_ms: u32) -> Member {
     Member(
         Command::new(env!("CARGO_BIN_EXE_cartflow-consumer"))
             .args(env.kafka_flags())
             .args(["--database-url", &env.database_url])
             .args(["--group", &format!("test-{}", env.id)])
             .args(["--metrics-addr", "127.0.0.1:0", "--skip-migrations"])
-            .args(["--session-timeout-ms", "6000", "--batch-size", "2000"])
+            .args(["--session-timeout-ms", &session_timeout_ms.to_string()])
+            .args(["--batch-size", "2000"])
             .env(
                 "RUST_LOG",
                 std::env::var("CARTFLOW_TEST_CONSUMER_LOG").unwrap_or_else(|_| "warn".into()),
@@ -287,16 +292,17 @@ impl Drop for Paused {
 /// offsets (its commits and fetches stall). After the resume the producer publishes again: the
 /// same first events (redelivered, to be skipped) and new ones, which the consumer must fetch.
 ///
-/// The pause stays under the session timeout: past it, tansu 0.6's group coordinator never
-/// completes the member's rejoin (seen in three runs of four; a leave-and-rejoin of the same
-/// process did not help either), which is the broker's fault, not a state the consumer can
-/// leave on its own.
+/// The pause stays well under the session timeout: past it, tansu 0.6's group coordinator
+/// never completes the member's rejoin (seen in three runs of four; a leave-and-rejoin of the
+/// same process did not help either), which is the broker's fault, not a state the consumer
+/// can leave on its own. The session is 30 s here, not the other tests' 6 s: on a loaded CI
+/// machine a 4 s pause once stretched past 6 s ("session timed out after 6001 ms").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_paused_and_resumed_loses_and_duplicates_nothing() {
     const BEFORE: u64 = 60_000;
     const AFTER: u64 = 90_000;
     let (_serial, env) = published(BEFORE).await;
-    let mut member = spawn_consumer(&env);
+    let mut member = spawn_consumer_with_session(&env, 30_000);
     env.wait_for_events(BEFORE as i64 / 4, Duration::from_secs(120))
         .await;
     let pid = broker_pid(&env);
