@@ -277,16 +277,10 @@ pub(crate) async fn measure(
 
 /// The `"t"` field of a broadcast, without parsing the whole message.
 fn timestamp(text: &[u8]) -> Option<u64> {
-    let at = text.windows(4).position(|w| w == b"\"t\":")? + 4;
-    let digits = text[at..]
-        .iter()
-        .skip_while(|b| b.is_ascii_whitespace())
-        .take_while(|b| b.is_ascii_digit());
-    let mut t: u64 = 0;
-    let mut any = false;
-    for d in digits {
-        t = t.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        any = true;
-    }
-    any.then_some(t)
+    let rest = &text[text.windows(4).position(|w| w == b"\"t\":")? + 4..];
+    let rest = std::str::from_utf8(rest).ok()?.trim_start();
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }

@@ -64,7 +64,7 @@ async fn build_and_swap(
     shutdown: &CancellationToken,
     started: Instant,
 ) -> Result<Rebuilt, Error> {
-    create_tables(client).await?;
+    let tables = create_tables(client).await?;
 
     let tx = client.transaction().await?;
     let horizon = log::horizon(&tx).await?;
@@ -84,8 +84,7 @@ async fn build_and_swap(
     // Fresh tables have no statistics until autovacuum gets to them, and the planner then
     // guesses (a one-row checkpoint was estimated at 1,060 rows): give the swapped-in tables
     // true ones before anyone reads them.
-    let tables: Vec<String> = tables_of(client, REBUILD_SCHEMA)
-        .await?
+    let tables: Vec<String> = tables
         .iter()
         .map(|t| format!("{REBUILD_SCHEMA}.{t}"))
         .collect();
@@ -140,7 +139,8 @@ async fn build_and_swap(
 
 /// An empty `analytics_rebuild` with every table of `analytics` (columns, defaults,
 /// constraints, indexes) and a fresh checkpoint that keeps the live abandonment setting.
-async fn create_tables(client: &Client) -> Result<(), Error> {
+/// Returns the tables' names, quoted.
+async fn create_tables(client: &Client) -> Result<Vec<String>, Error> {
     let tables = tables_of(client, LIVE_SCHEMA).await?;
     let mut ddl =
         format!("DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE; CREATE SCHEMA {REBUILD_SCHEMA};");
@@ -154,7 +154,7 @@ async fn create_tables(client: &Client) -> Result<(), Error> {
          SELECT abandon_after FROM {LIVE_SCHEMA}.checkpoint;"
     ));
     client.batch_execute(&ddl).await?;
-    Ok(())
+    Ok(tables)
 }
 
 /// The tables of `schema`, as quoted identifiers.
