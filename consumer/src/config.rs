@@ -70,9 +70,11 @@ pub struct Config {
     #[arg(long, env = "CARTFLOW_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1_000..=300_000))]
     pub session_timeout_ms: u32,
     /// After each partition assignment, start this many messages before the committed offset
-    /// (duplicates are skipped by event_id). Works around brokers that cannot fetch from
-    /// inside a record batch, such as tansu 0.6; 0 turns it off.
-    #[arg(long, env = "CARTFLOW_REWIND_ON_ASSIGN", default_value_t = 10_000)]
+    /// (duplicates are skipped by event_id). Only for brokers that cannot fetch from inside a
+    /// record batch, such as tansu 0.6 (deploy/local sets 10000 with CARTFLOW_BROKER=tansu);
+    /// Kafka and Redpanda need 0. It must be at least the largest producer batch, or a member
+    /// that takes over mid-batch on such a broker skips the rest of that batch.
+    #[arg(long, env = "CARTFLOW_REWIND_ON_ASSIGN", default_value_t = 0)]
     pub rewind_on_assign: u32,
     /// Do not apply migrations at start (run `cartflow-consumer migrate` yourself).
     #[arg(long, env = "CARTFLOW_SKIP_MIGRATIONS")]

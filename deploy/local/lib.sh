@@ -5,6 +5,10 @@ set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RUN_DIR="${CARTFLOW_RUN_DIR:-$ROOT/.run}"
+BROKER="${CARTFLOW_BROKER:-kafka}"
+KAFKA_VERSION="${CARTFLOW_KAFKA_VERSION:-4.1.1}"
+KAFKA_HOME="${CARTFLOW_KAFKA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cartflow/kafka-$KAFKA_VERSION}"
+KAFKA_HEAP_OPTS="${CARTFLOW_KAFKA_HEAP:--Xms256m -Xmx1g}"
 TANSU_VERSION="${CARTFLOW_TANSU_VERSION:-0.6.0}"
 : "${DATABASE_URL:=postgres://postgres@127.0.0.1:5432/cartflow}"
 : "${KAFKA_BROKERS:=127.0.0.1:9092}"
@@ -112,9 +116,9 @@ ensure_postgres() {
   say "PostgreSQL answers at $host:$port"
 }
 
-# A Kafka broker at KAFKA_BROKERS: reused when it answers; otherwise tansu, installed with
-# cargo when missing, started with in-memory storage.
-TANSU_STARTED=0
+# A Kafka broker at KAFKA_BROKERS: reused when it answers; otherwise started on this machine.
+# CARTFLOW_BROKER picks which: `kafka` (the default, Apache Kafka) or `tansu`.
+BROKER_STARTED=
 ensure_kafka() {
   local host port
   host=$(kafka_host); port=$(kafka_port)
@@ -123,25 +127,94 @@ ensure_kafka() {
     return
   fi
   is_local "$host" || die "No Kafka broker answers at $host:$port, and it is not on this machine: start one, or point KAFKA_BROKERS at a running broker."
+  case "$BROKER" in
+    kafka) start_apache_kafka "$host" "$port" ;;
+    tansu) start_tansu "$host" "$port" ;;
+    *) die "CARTFLOW_BROKER must be kafka or tansu, not $BROKER" ;;
+  esac
+}
+
+# The settings the consumer needs for the broker in use. tansu 0.6 answers a fetch from inside
+# a record batch with the next batch; the consumer's rewind on assignment works around it.
+# Kafka and Redpanda need no workaround (the consumer's defaults).
+broker_env() {
+  if [ "$BROKER" = tansu ]; then export CARTFLOW_REWIND_ON_ASSIGN="${CARTFLOW_REWIND_ON_ASSIGN:-10000}"; fi
+}
+
+# Apache Kafka's jars (org.apache.kafka:kafka_2.13 and its dependencies) from Maven Central,
+# fetched once by Maven into KAFKA_HOME (shared by every clone on this machine).
+fetch_apache_kafka() {
+  [ -f "$KAFKA_HOME/kafka_2.13-$KAFKA_VERSION.jar" ] && return
+  command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null 2>&1 || apt_install maven
+  say "Fetching Apache Kafka $KAFKA_VERSION's jars from Maven Central into $KAFKA_HOME"
+  local tmp="$KAFKA_HOME.partial" log="${TMPDIR:-/tmp}/cartflow-kafka-fetch.log"
+  rm -rf "$tmp"
+  mvn -B -q -f "$ROOT/deploy/local/kafka/pom.xml" dependency:copy-dependencies \
+      -Dkafka.version="$KAFKA_VERSION" -DincludeScope=runtime -DoutputDirectory="$tmp" >"$log" 2>&1 \
+    || { tail -n 30 "$log" >&2; die "Maven could not fetch Apache Kafka $KAFKA_VERSION (full log: $log)."; }
+  mkdir -p "$(dirname "$KAFKA_HOME")"
+  rm -rf "$KAFKA_HOME" && mv "$tmp" "$KAFKA_HOME"
+}
+
+# A single KRaft node (broker and controller in one process) with its log on disk in
+# RUN_DIR/kafka, formatted on first start and kept across restarts.
+start_apache_kafka() {
+  local host=$1 port=$2 controller_port=${CARTFLOW_KAFKA_CONTROLLER_PORT:-$(($2 + 1))} dir="$RUN_DIR/kafka"
+  fetch_apache_kafka
+  mkdir -p "$dir/data"
+  sed -e "s|@HOST@|$host|g" -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" \
+      -e "s|@LOG_DIR@|$dir/data|g" "$ROOT/deploy/local/kafka/server.properties" >"$dir/server.properties"
+  local java=(java $KAFKA_HEAP_OPTS -XX:+UseG1GC -Djava.awt.headless=true
+              "-Dlog4j2.configurationFile=$ROOT/deploy/local/kafka/log4j2.yaml" -cp "$KAFKA_HOME/*")
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    say "Formatting a new Kafka log in $dir/data"
+    "${java[@]}" kafka.tools.StorageTool format --ignore-formatted \
+        -t "$("${java[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
+        -c "$dir/server.properties" >"$RUN_DIR/kafka-format.log" 2>&1 \
+      || { tail -n 20 "$RUN_DIR/kafka-format.log" >&2; die "Formatting the Kafka log failed (log: $RUN_DIR/kafka-format.log)."; }
+  fi
+  say "Starting Apache Kafka $KAFKA_VERSION on $host:$port (controller on $controller_port, log in $dir/data)"
+  # setsid: a Ctrl-C in this terminal is for run.sh to handle, not for the broker.
+  setsid "${java[@]}" kafka.Kafka "$dir/server.properties" >"$RUN_DIR/kafka.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/kafka.pid"
+  BROKER_STARTED=kafka
+  wait_port "$host" "$port" 60 || { tail -n 20 "$RUN_DIR/kafka.log" >&2; die "Kafka did not start (log: $RUN_DIR/kafka.log)."; }
+  say "Kafka broker (Apache Kafka $KAFKA_VERSION) answers at $host:$port"
+}
+
+# tansu, installed with cargo when missing, started with in-memory storage. Kept as an
+# option (CARTFLOW_BROKER=tansu); see docs/architecture.md for what it gets wrong.
+start_tansu() {
+  local host=$1 port=$2
   if ! command -v tansu >/dev/null 2>&1; then
     ensure_build_tools
-    say "Installing the tansu broker $TANSU_VERSION with cargo install (a one-time build of 7 to 20 minutes)"
+    say "Installing the tansu broker $TANSU_VERSION with cargo install (a one-time build of 7 to 30 minutes)"
     cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres \
       >"${TMPDIR:-/tmp}/cartflow-tansu-install.log" 2>&1 \
       || { tail -n 30 "${TMPDIR:-/tmp}/cartflow-tansu-install.log" >&2; die "cargo install tansu failed (full log: ${TMPDIR:-/tmp}/cartflow-tansu-install.log)."; }
   fi
   mkdir -p "$RUN_DIR"
   say "Starting tansu on $host:$port (in-memory storage: topics are gone when it stops)"
-  # setsid: a Ctrl-C in this terminal is for run.sh to handle, not for the broker.
   setsid tansu broker \
     --listener-url "tcp://$host:$port" \
     --advertised-listener-url "tcp://$host:$port" \
     --storage-engine memory://tansu/ \
     >"$RUN_DIR/tansu.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/tansu.pid"
-  TANSU_STARTED=1
+  BROKER_STARTED=tansu
   wait_port "$host" "$port" 30 || { tail -n 20 "$RUN_DIR/tansu.log" >&2; die "tansu did not start (log: $RUN_DIR/tansu.log)."; }
   say "Kafka broker (tansu) answers at $host:$port"
+}
+
+# Stops the broker this script started, if any.
+stop_broker() { if [ -n "$BROKER_STARTED" ]; then stop_pidfile "$BROKER_STARTED"; fi; }
+
+# True when RUN_DIR/NAME.pid names a live process (a missing or empty pid file is not one).
+pid_alive() {
+  local pid
+  pid=$(cat "$RUN_DIR/$1.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
 }
 
 # Stops the process in RUN_DIR/NAME.pid: SIGTERM, then SIGKILL after 15 s.

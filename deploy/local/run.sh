@@ -2,8 +2,9 @@
 # Runs the whole cartflow system on this machine, without Docker.
 #
 # Reuses PostgreSQL and a Kafka broker when they already answer at DATABASE_URL and
-# KAFKA_BROKERS; otherwise installs PostgreSQL from the distribution's packages and tansu with
-# cargo, and starts them. Then builds the services (release), migrates the database and starts
+# KAFKA_BROKERS; otherwise installs PostgreSQL from the distribution's packages and Apache
+# Kafka's jars from Maven Central (with Maven, once, into ~/.cache/cartflow), and starts them:
+# Kafka as a single KRaft node with its log in .run/kafka. Then builds the services (release), migrates the database and starts
 # the consumer, projector, gateway and producer, and Prometheus (installed from the
 # distribution's packages when missing) scraping them with deploy/prometheus's alert rules,
 # with logs and pid files under .run/.
@@ -15,7 +16,8 @@
 # Environment: DATABASE_URL, KAFKA_BROKERS, CARTFLOW_GATEWAY_ADDR (127.0.0.1:8080),
 # CARTFLOW_RATE (20 events/s), CARTFLOW_BACKFILL_DAYS (7), CARTFLOW_CUSTOMERS (100),
 # CARTFLOW_BUILD_PROFILE (release or dev), CARTFLOW_PROMETHEUS_ADDR (127.0.0.1:9090; "off" to
-# run without Prometheus),
+# run without Prometheus), CARTFLOW_BROKER (kafka, or tansu), CARTFLOW_KAFKA_VERSION (4.1.1),
+# CARTFLOW_KAFKA_HOME (where the jars are kept), CARTFLOW_KAFKA_HEAP (-Xms256m -Xmx1g),
 # and any other flag's variable (see each binary's --help).
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -43,7 +45,7 @@ mkdir -p "$RUN_DIR"
 SERVICES=(consumer projector gateway producer)
 running=()
 for name in "${SERVICES[@]}"; do
-  if [ -f "$RUN_DIR/$name.pid" ] && kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then
+  if pid_alive "$name"; then
     running+=("$name")
   fi
 done
@@ -56,6 +58,7 @@ fi
 ensure_build_tools
 ensure_postgres
 ensure_kafka
+broker_env
 [ "$PROMETHEUS_ADDR" = off ] || ensure_prometheus
 
 say "Building the services (${BUILD[*]})"
@@ -75,7 +78,7 @@ stop_all() {
   trap - INT TERM EXIT
   say "Stopping"
   for name in prometheus producer gateway projector consumer; do stop_pidfile "$name"; done
-  if [ "$TANSU_STARTED" = 1 ]; then stop_pidfile tansu; fi
+  stop_broker
 }
 
 if [ "$DETACH" = 0 ]; then trap stop_all INT TERM EXIT; fi
@@ -100,7 +103,7 @@ for pair in consumer=127.0.0.1:9102 projector=127.0.0.1:9103 gateway=$GATEWAY_AD
   name=${pair%%=*}; addr=${pair#*=}
   for ((i = 0; i < 600; i++)); do
     healthy "$addr" && break
-    if ! kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then
+    if ! pid_alive "$name"; then
       tail -n 20 "$RUN_DIR/$name.log" >&2
       die "$name exited during start-up (log: $RUN_DIR/$name.log)."
     fi
@@ -144,7 +147,7 @@ say "Press Ctrl-C to stop everything"
 # Wait until a service exits or the user presses Ctrl-C (the trap stops the rest).
 while :; do
   for name in "${SERVICES[@]}"; do
-    if ! kill -0 "$(cat "$RUN_DIR/$name.pid" 2>/dev/null || echo 0)" 2>/dev/null; then
+    if ! pid_alive "$name"; then
       say "$name exited (log: $RUN_DIR/$name.log)"
       exit 1
     fi

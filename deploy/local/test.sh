@@ -2,7 +2,8 @@
 # Runs every test of the workspace against a real PostgreSQL and a real Kafka broker.
 #
 # Brings up the same dependencies as run.sh (reusing what already answers at DATABASE_URL and
-# KAFKA_BROKERS, installing PostgreSQL or tansu when missing), Chromium for the browser test,
+# KAFKA_BROKERS, installing PostgreSQL or Apache Kafka when missing; CARTFLOW_BROKER=tansu
+# for tansu), Chromium for the browser test,
 # Prometheus and docker-compose for the deployment tests, then checks formatting and lints,
 # and runs `cargo test --workspace`. A broker it started is stopped at exit.
 #
@@ -11,7 +12,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-cleanup() { if [ "$TANSU_STARTED" = 1 ]; then stop_pidfile tansu; fi; }
+cleanup() { stop_broker; }
 trap cleanup EXIT
 
 ensure_build_tools
@@ -20,6 +21,7 @@ ensure_prometheus
 ensure_compose
 ensure_postgres
 ensure_kafka
+broker_env
 
 say "Checking formatting (cargo fmt --check)"
 cargo fmt --all -- --check || die "Formatting differs: run cargo fmt --all."
