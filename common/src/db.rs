@@ -53,9 +53,12 @@ async fn pool_with(args: &DatabaseArgs, config: Config) -> Result<Pool, Error> {
             url: redact(&args.database_url),
             reason: e.to_string(),
         })?;
-    let probe = pool.get().await.map_err(|e| Error::DatabaseUnreachable {
-        url: redact(&args.database_url),
-        reason: e.to_string(),
+    let probe = pool.get().await.map_err(|e| match e {
+        deadpool_postgres::PoolError::Backend(e) => Error::database_connect(&args.database_url, &e),
+        e => Error::DatabaseUnreachable {
+            url: redact(&args.database_url),
+            reason: e.to_string(),
+        },
     })?;
     drop(probe);
     Ok(pool)
@@ -230,10 +233,7 @@ async fn open(
     config
         .connect(NoTls)
         .await
-        .map_err(|e| Error::DatabaseUnreachable {
-            url: redact(url),
-            reason: e.to_string(),
-        })
+        .map_err(|e| Error::database_connect(url, &e))
 }
 
 fn parse(url: &str) -> Result<Config, Error> {

@@ -7,6 +7,13 @@ pub enum Error {
          one) or point DATABASE_URL at a running server"
     )]
     DatabaseUnreachable { url: String, reason: String },
+    #[error("PostgreSQL at {url} refused: {message} (SQLSTATE {code}); {hint}")]
+    DatabaseRefused {
+        url: String,
+        code: String,
+        message: String,
+        hint: &'static str,
+    },
     #[error("DATABASE_URL {url} is not a valid PostgreSQL URL: {reason}")]
     DatabaseUrl { url: String, reason: String },
     #[error("PostgreSQL error: {0}")]
@@ -17,7 +24,7 @@ pub enum Error {
     Migration(#[from] refinery::Error),
     #[error(
         "No Kafka broker answers at {brokers}: {reason}. Start one (deploy/local/run.sh starts \
-         tansu) or point KAFKA_BROKERS at a running broker"
+         Apache Kafka) or point KAFKA_BROKERS at a running broker"
     )]
     KafkaUnreachable { brokers: String, reason: String },
     #[error("Kafka error: {0}")]
@@ -31,4 +38,23 @@ pub enum Error {
     },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// A connection or pool error as the operator should read it: a server that answered and
+    /// said no (a wrong password, a missing database) is not "unreachable".
+    pub fn database_connect(url: &str, e: &tokio_postgres::Error) -> Error {
+        match e.as_db_error() {
+            Some(db) => Error::DatabaseRefused {
+                url: crate::db::redact(url),
+                code: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+                hint: crate::retry::db_hint(db.code().code()),
+            },
+            None => Error::DatabaseUnreachable {
+                url: crate::db::redact(url),
+                reason: e.to_string(),
+            },
+        }
+    }
 }

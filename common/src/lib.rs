@@ -6,7 +6,7 @@
 //! as a [`CancellationToken`](tokio_util::sync::CancellationToken) ([`shutdown`]), the
 //! PostgreSQL pool and the embedded migrations ([`db`]), and Kafka client settings and topic
 //! creation ([`kafka`]); the end-to-end latency histogram every stage reports into
-//! ([`latency`]).
+//! ([`latency`]); which failures to retry, and how ([`retry`]).
 
 pub mod config;
 pub mod db;
@@ -14,6 +14,7 @@ mod error;
 pub mod kafka;
 pub mod latency;
 pub mod ops;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 

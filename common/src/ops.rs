@@ -2,8 +2,8 @@
 //! `/healthz`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::State;
@@ -17,17 +17,34 @@ use tracing::info;
 
 use crate::Error;
 
-/// Whether the service is ready: `/healthz` answers 200 when it is, 503 before.
+/// Whether the service is ready and well: `/healthz` answers 200 when it is ready and has no
+/// problem, 503 with the reason otherwise.
 #[derive(Debug, Clone, Default)]
-pub struct Health(Arc<AtomicBool>);
+pub struct Health {
+    ready: Arc<AtomicBool>,
+    problem: Arc<Mutex<Option<String>>>,
+}
 
 impl Health {
     pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.ready.store(ready, Ordering::Relaxed);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Reports a problem an operator should see (`None` clears it): `/healthz` answers 503
+    /// with it while it lasts.
+    pub fn set_problem(&self, problem: Option<String>) {
+        *self.problem.lock().unwrap_or_else(PoisonError::into_inner) = problem;
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -63,10 +80,12 @@ async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
 }
 
 async fn healthz(State(state): State<OpsState>) -> impl IntoResponse {
-    if state.health.is_ready() {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    if !state.health.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_owned());
+    }
+    match state.health.problem() {
+        Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")),
+        None => (StatusCode::OK, "ok\n".to_owned()),
     }
 }
 

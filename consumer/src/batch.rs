@@ -31,11 +31,22 @@ pub struct Origin {
     pub offset: i64,
 }
 
-/// A cart event with its origin.
+/// A message as it came off the broker: where from, and its bytes. Kept beside every decoded
+/// row, so a row PostgreSQL refuses is dead-lettered whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raw {
+    pub origin: Origin,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// Header names and values, in order (empty for most messages: no allocation then).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// A cart event with the message it came in.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub event: CartEvent,
-    pub origin: Origin,
+    pub raw: Raw,
     /// The Kafka message timestamp (milliseconds since the epoch), when it has one.
     pub published_ms: Option<i64>,
 }
@@ -43,9 +54,7 @@ pub struct StoredEvent {
 /// A message that cannot be stored, kept whole with the reason.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    pub origin: Origin,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
+    pub raw: Raw,
     pub reason: &'static str,
     pub error: String,
 }
@@ -54,8 +63,8 @@ pub struct DeadLetter {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub events: Vec<StoredEvent>,
-    pub customers: Vec<(Customer, Origin)>,
-    pub products: Vec<(Product, Origin)>,
+    pub customers: Vec<(Customer, Raw)>,
+    pub products: Vec<(Product, Raw)>,
     pub dead_letters: Vec<DeadLetter>,
     /// The next offset to read, per (topic, partition).
     pub next_offsets: HashMap<(String, i32), i64>,
@@ -68,52 +77,48 @@ impl Batch {
     }
 
     /// Decodes one message into the batch. Bad input becomes a dead letter, never an error.
-    pub fn add(
-        &mut self,
-        codec: &Codec,
-        kind: TopicKind,
-        origin: Origin,
-        published_ms: Option<i64>,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
-    ) {
+    pub fn add(&mut self, codec: &Codec, kind: TopicKind, raw: Raw, published_ms: Option<i64>) {
         self.messages += 1;
+        let origin = &raw.origin;
         let next = self
             .next_offsets
             .entry((origin.topic.clone(), origin.partition))
             .or_insert(0);
         *next = (*next).max(origin.offset + 1);
-        let bytes = payload.unwrap_or_default();
-        let result = match kind {
+        let bytes = raw.payload.as_deref().unwrap_or_default();
+        let decoded = match kind {
             TopicKind::CartEvents => codec
                 .decode::<CartEvent>(bytes)
-                .and_then(|e| e.validate().map(|()| e))
-                .map(|event| {
-                    self.events.push(StoredEvent {
-                        event,
-                        origin: origin.clone(),
-                        published_ms,
-                    })
-                }),
+                .and_then(|e| e.validate().map(|()| Row::Event(e))),
             TopicKind::Customers => codec
                 .decode::<Customer>(bytes)
-                .and_then(|c| c.validate().map(|()| c))
-                .map(|c| self.customers.push((c, origin.clone()))),
+                .and_then(|c| c.validate().map(|()| Row::Customer(c))),
             TopicKind::Products => codec
                 .decode::<Product>(bytes)
-                .and_then(|p| p.validate().map(|()| p))
-                .map(|p| self.products.push((p, origin.clone()))),
+                .and_then(|p| p.validate().map(|()| Row::Product(p))),
         };
-        if let Err(e) = result {
-            self.dead_letters.push(DeadLetter {
-                origin,
-                key: key.map(<[u8]>::to_vec),
-                payload: payload.map(<[u8]>::to_vec),
+        match decoded {
+            Ok(Row::Event(event)) => self.events.push(StoredEvent {
+                event,
+                raw,
+                published_ms,
+            }),
+            Ok(Row::Customer(c)) => self.customers.push((c, raw)),
+            Ok(Row::Product(p)) => self.products.push((p, raw)),
+            Err(e) => self.dead_letters.push(DeadLetter {
+                raw,
                 reason: e.reason(),
                 error: e.to_string(),
-            });
+            }),
         }
     }
+}
+
+/// What a message decodes to.
+enum Row {
+    Event(CartEvent),
+    Customer(Customer),
+    Product(Product),
 }
 
 impl Batch {
@@ -124,15 +129,14 @@ impl Batch {
         let lanes = lanes.max(1);
         let mut out: Vec<Batch> = (0..lanes).map(|_| Batch::default()).collect();
         for e in self.events.drain(..) {
-            let lane = &mut out[e.origin.partition.rem_euclid(lanes as i32) as usize];
+            let lane = &mut out[e.raw.origin.partition.rem_euclid(lanes as i32) as usize];
             lane.messages += 1;
             lane.events.push(e);
         }
         let first = &mut out[0];
         first.customers = std::mem::take(&mut self.customers);
         first.products = std::mem::take(&mut self.products);
-        // Cloned: the dead-letter topic is published from this batch after the write.
-        first.dead_letters = self.dead_letters.clone();
+        first.dead_letters = std::mem::take(&mut self.dead_letters);
         first.messages += first.customers.len() + first.products.len() + first.dead_letters.len();
         out.retain(|b| !b.is_empty());
         out

@@ -76,6 +76,14 @@ pub struct Config {
     /// that takes over mid-batch on such a broker skips the rest of that batch.
     #[arg(long, env = "CARTFLOW_REWIND_ON_ASSIGN", default_value_t = 0)]
     pub rewind_on_assign: u32,
+    /// A partition with lag whose committed offset has not moved for this many seconds makes
+    /// /healthz answer 503 with the reason (and counts in cartflow_consumer_stalled_partitions).
+    #[arg(long, env = "CARTFLOW_STALL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_secs: u64,
+    /// How often the group's committed offsets and the broker's high watermarks are read for
+    /// the lag gauge and the stall check, in milliseconds.
+    #[arg(long, env = "CARTFLOW_LAG_INTERVAL_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub lag_interval_ms: u64,
     /// Do not apply migrations at start (run `cartflow-consumer migrate` yourself).
     #[arg(long, env = "CARTFLOW_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,

@@ -1,43 +1,28 @@
-//! The Kafka client context: consumer lag from librdkafka's statistics, and rebalances, with a
-//! rewind on assignment.
+//! The Kafka client context: rebalances, logged, with an optional rewind on assignment.
 //!
-//! tansu 0.6 answers a fetch from an offset inside a record batch with the *next* batch, so a
+//! The rewind is off by default (Kafka and Redpanda need none). tansu 0.6 answers a fetch from an offset inside a record batch with the *next* batch, so a
 //! member that takes over a partition from a committed offset in mid-batch would skip the rest
 //! of that batch. Starting each assigned partition up to `rewind` messages before its committed
 //! offset lands on or before the batch's start (producer batches hold at most 10,000
 //! messages); what is read twice is skipped by `event_id`.
 
-use std::collections::HashMap;
-
 use std::time::Duration;
 
-use prometheus::IntGaugeVec;
 use rdkafka::bindings::rd_kafka_resp_err_t as RDKafkaRespErr;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 #[derive(Debug)]
 pub(crate) struct Context {
-    lag: IntGaugeVec,
-    /// Topic name to its low-cardinality label.
-    labels: HashMap<String, &'static str>,
     rewind: i64,
 }
 
 impl Context {
-    pub(crate) fn new(
-        lag: IntGaugeVec,
-        labels: HashMap<String, &'static str>,
-        rewind: i64,
-    ) -> Self {
-        Context {
-            lag,
-            labels,
-            rewind,
-        }
+    pub(crate) fn new(rewind: i64) -> Self {
+        Context { rewind }
     }
 
     /// `assigned` with each committed offset moved back by `rewind`.
@@ -76,23 +61,7 @@ impl Context {
     }
 }
 
-impl ClientContext for Context {
-    fn stats(&self, statistics: Statistics) {
-        for (name, topic) in statistics.topics {
-            let Some(label) = self.labels.get(&name) else {
-                continue;
-            };
-            for (partition, p) in topic.partitions {
-                // Partition -1 is librdkafka's internal queue; -1 lag means not known yet.
-                if partition >= 0 && p.consumer_lag >= 0 {
-                    self.lag
-                        .with_label_values(&[*label, partition.to_string().as_str()])
-                        .set(p.consumer_lag);
-                }
-            }
-        }
-    }
-}
+impl ClientContext for Context {}
 
 impl ConsumerContext for Context {
     /// librdkafka's eager rebalance, with the rewind applied to what is assigned.
@@ -135,13 +104,6 @@ impl ConsumerContext for Context {
                 info!(partitions = ?Self::describe(list), "Partitions assigned.");
             }
             Rebalance::Revoke(list) => {
-                for e in list.elements() {
-                    if let Some(label) = self.labels.get(e.topic()) {
-                        let _ = self
-                            .lag
-                            .remove_label_values(&[*label, e.partition().to_string().as_str()]);
-                    }
-                }
                 info!(partitions = ?Self::describe(list), "Partitions revoked.");
             }
             Rebalance::Error(e) => warn!(error = %e, "Rebalance failed."),

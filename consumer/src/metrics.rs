@@ -3,7 +3,7 @@
 use cartflow_common::latency::{Latency, Stage};
 use cartflow_common::ops::register;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 #[derive(Debug, Clone)]
@@ -22,8 +22,14 @@ pub struct Metrics {
     pub write_seconds: Histogram,
     /// Batch writes that failed and were retried.
     pub write_retries: IntCounter,
-    /// Messages on the broker past the committed offset, by topic kind and partition.
+    /// The broker's high watermark minus the group's committed offset, by topic kind and
+    /// partition (read from the broker, see `lag.rs`).
     pub lag: IntGaugeVec,
+    /// Assigned partitions with lag whose committed offset has not moved for --stall-secs.
+    pub stalled_partitions: IntGauge,
+    /// Dead letters' copies on the dead-letter topic, by outcome (`published`, `trimmed`,
+    /// `not_published`).
+    pub dlq_records: IntCounterVec,
     /// Publish-to-stored latency of each stored event.
     pub latency: Latency,
 }
@@ -104,12 +110,37 @@ impl Metrics {
                 IntGaugeVec::new(
                     Opts::new(
                         "cartflow_consumer_lag_messages",
-                        "Messages on the broker past the committed offset.",
+                        "The broker's high watermark minus the group's committed offset.",
                     ),
                     &["topic", "partition"],
                 )
                 .expect("valid metric"),
             ),
+            stalled_partitions: register(
+                r,
+                IntGauge::new(
+                    "cartflow_consumer_stalled_partitions",
+                    "Assigned partitions with lag whose committed offset has not moved for --stall-secs.",
+                )
+                .expect("valid metric"),
+            ),
+            dlq_records: {
+                let c = register(
+                    r,
+                    IntCounterVec::new(
+                        Opts::new(
+                            "cartflow_consumer_dlq_records_total",
+                            "Dead letters' copies on the dead-letter topic, by outcome.",
+                        ),
+                        &["outcome"],
+                    )
+                    .expect("valid metric"),
+                );
+                for o in crate::dlq::Outcome::ALL {
+                    c.with_label_values(&[o.as_str()]);
+                }
+                c
+            },
             latency: Latency::new(r, Stage::Stored),
         }
     }

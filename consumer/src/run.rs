@@ -1,15 +1,23 @@
-//! The consume loop: fill a batch, write it, then commit its offsets.
+//! The consume loop: fill a batch, write it, settle its dead letters, then commit its offsets.
+//!
+//! Batches are written on tasks of their own while the next ones are fetched and decoded, up
+//! to `--max-in-flight` at once; offsets are committed in batch order, each only after its
+//! batch and every earlier one are stored. A transient database error is retried; a permanent
+//! one (a missing table, a missing privilege) stops the consumer with one line that says what
+//! to do.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cartflow_common::kafka::TopicSpec;
 use cartflow_common::ops::{Health, OpsServer};
+use cartflow_common::retry::{Backoff, Class};
 use cartflow_common::{db, kafka};
 use cartflow_schemas::Codec;
 use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::net::TcpListener;
@@ -17,16 +25,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::batch::{Batch, DeadLetter, Origin, TopicKind};
+use crate::batch::{Batch, Origin, Raw, TopicKind};
 use crate::context::Context;
+use crate::dlq::{self, Outcome};
 use crate::metrics::Metrics;
 use crate::store::Written;
-use crate::{Config, Error, dlq, store};
-
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+use crate::{Config, Error, lag, store};
 
 /// Runs one consumer-group member until `shutdown` is cancelled, serving `/metrics` and
-/// `/healthz` on `ops_listener`. The batch in hand when the signal arrives is written and
+/// `/healthz` on `ops_listener`. The batches in hand when the signal arrives are written and
 /// committed before it returns.
 pub async fn run(
     config: Config,
@@ -36,6 +43,17 @@ pub async fn run(
     let ops = OpsServer::start(ops_listener, &shutdown);
     let metrics = Metrics::new(&ops.registry);
     consume(&config, &metrics, &ops.health, &shutdown).await
+}
+
+/// What the loop needs besides the consumer: where dead letters go and how batches are
+/// written.
+struct Sink<'a> {
+    pool: Pool,
+    dlq_producer: FutureProducer,
+    dlq_topic: &'a str,
+    metrics: &'a Metrics,
+    database_url: &'a str,
+    lanes: usize,
 }
 
 async fn consume(
@@ -66,49 +84,47 @@ async fn consume(
         (t.customers_topic.as_str(), TopicKind::Customers),
         (t.products_topic.as_str(), TopicKind::Products),
     ]);
-    let labels = kinds
-        .iter()
-        .map(|(name, kind)| ((*name).to_owned(), kind.label()))
-        .collect();
-    let consumer: StreamConsumer<Context> =
-        kafka::client_config(&config.kafka, "cartflow-consumer")
-            .set("group.id", &config.group)
-            .set("enable.auto.commit", "false")
-            // Offsets are committed explicitly, per stored batch; librdkafka must not also
-            // remember the position of every message handed out (a commit of "the consumer's
-            // state" would then include messages read but never stored).
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            .set("statistics.interval.ms", "5000")
-            // A fetch waits at most this long for data; tansu holds every fetch this long when
-            // there is little to read, which adds it to a quiet stream's latency.
-            .set("fetch.wait.max.ms", "100")
-            .set("session.timeout.ms", config.session_timeout_ms.to_string())
-            .create_with_context(Context::new(
-                metrics.lag.clone(),
-                labels,
-                i64::from(config.rewind_on_assign),
-            ))?;
+    let consumer = Arc::new(group_member(config)?);
     let topics: Vec<&str> = kinds.keys().copied().collect();
     consumer.subscribe(&topics)?;
     info!(group = %config.group, ?topics, "Consuming.");
     health.set_ready(true);
 
-    let dlq_producer: FutureProducer = kafka::client_config(&config.kafka, "cartflow-consumer-dlq")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()?;
+    let watcher = tokio::spawn(lag::watch(
+        consumer.clone(),
+        kinds
+            .iter()
+            .map(|(name, kind)| ((*name).to_owned(), kind.label()))
+            .collect(),
+        metrics.clone(),
+        health.clone(),
+        Duration::from_secs(config.stall_secs),
+        Duration::from_millis(config.lag_interval_ms),
+        shutdown.child_token(),
+    ));
+    let _stop_watcher = tokio_util::task::AbortOnDropHandle::new(watcher);
+
+    let sink = Sink {
+        pool,
+        dlq_producer: kafka::client_config(&config.kafka, "cartflow-consumer-dlq")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                dlq::DELIVERY_TIMEOUT.as_millis().to_string(),
+            )
+            .create()?,
+        dlq_topic: t.dlq_topic.as_str(),
+        metrics,
+        database_url: &config.database.database_url,
+        lanes: config.write_lanes as usize,
+    };
     let codec = Codec::single_object();
     let batch_timeout = Duration::from_millis(config.batch_timeout_ms);
     let max = config.batch_size as usize;
-    // Batches are written on tasks of their own while the next ones are fetched and decoded,
-    // up to --max-in-flight at once; offsets are committed in batch order, each only after
-    // its batch and every earlier one are stored.
+    let depth = (config.max_in_flight as usize).max(1);
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    let depth = config.max_in_flight as usize;
     let mut reap = tokio::time::interval(Duration::from_millis(20));
-    let dlq = (&dlq_producer, t.dlq_topic.as_str());
     while !shutdown.is_cancelled() {
         let mut batch = Batch::default();
         let mut deadline: Option<Instant> = None;
@@ -127,7 +143,7 @@ async fn consume(
                 () = shutdown.cancelled() => break,
             };
             let Some(message) = message else {
-                if !reap_finished(&mut in_flight, &consumer, dlq, shutdown).await? {
+                if !reap_finished(&mut in_flight, &consumer, &sink).await? {
                     return stopped();
                 }
                 continue;
@@ -138,19 +154,7 @@ async fn consume(
                         continue;
                     };
                     metrics.consumed.with_label_values(&[kind.label()]).inc();
-                    let origin = Origin {
-                        topic: m.topic().to_owned(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                    };
-                    batch.add(
-                        &codec,
-                        kind,
-                        origin,
-                        m.timestamp().to_millis(),
-                        m.key(),
-                        m.payload(),
-                    );
+                    batch.add(&codec, kind, raw(&m), m.timestamp().to_millis());
                     deadline.get_or_insert_with(|| Instant::now() + batch_timeout);
                 }
                 Err(e) => {
@@ -159,86 +163,136 @@ async fn consume(
                 }
             }
         }
-        if !reap_finished(&mut in_flight, &consumer, dlq, shutdown).await? {
+        if !reap_finished(&mut in_flight, &consumer, &sink).await? {
             return stopped();
         }
-        while in_flight.len() >= depth.max(1) || (batch.is_empty() && !in_flight.is_empty()) {
+        while in_flight.len() >= depth || (batch.is_empty() && !in_flight.is_empty()) {
             let oldest = in_flight.pop_front().expect("not empty");
-            if !finish(oldest, &consumer, dlq, shutdown).await? {
-                // Stopped while the database or the broker was away: that batch is not
-                // committed and will be read again by whoever owns its partitions next.
+            if !finish(oldest, &consumer, &sink, CommitMode::Async).await? {
+                // Stopped while the database was away: that batch is not committed and will
+                // be read again by whoever owns its partitions next.
                 return stopped();
             }
         }
         if batch.is_empty() {
             continue;
         }
-        let (pool, metrics, stop) = (pool.clone(), metrics.clone(), shutdown.clone());
-        let lanes = config.write_lanes as usize;
+        let (pool, metrics, stop) = (sink.pool.clone(), metrics.clone(), shutdown.clone());
+        let (lanes, url) = (sink.lanes, config.database.database_url.clone());
         in_flight.push_back(tokio::spawn(async move {
-            let written = write_lanes(&pool, &mut batch, lanes, &metrics, &stop).await;
+            let written = write_lanes(&pool, &mut batch, lanes, &metrics, &stop)
+                .await
+                .map_err(|e| e.explained(&url));
             (batch, written)
         }));
     }
     // The last commits are synchronous: they must reach the broker before the member leaves.
     while let Some(oldest) = in_flight.pop_front() {
-        if !finish_with(oldest, &consumer, dlq, shutdown, CommitMode::Sync).await? {
+        if !finish(oldest, &consumer, &sink, CommitMode::Sync).await? {
             break;
         }
     }
     stopped()
 }
 
+/// The group member, with offsets stored and committed only by this code.
+fn group_member(config: &Config) -> Result<StreamConsumer<Context>, Error> {
+    Ok(kafka::client_config(&config.kafka, "cartflow-consumer")
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        // Offsets are committed explicitly, per stored batch; librdkafka must not also
+        // remember the position of every message handed out (a commit of "the consumer's
+        // state" would then include messages read but never stored).
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // A fetch waits at most this long for data: a quiet stream's latency.
+        .set("fetch.wait.max.ms", "100")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .create_with_context(Context::new(i64::from(config.rewind_on_assign)))?)
+}
+
+/// The message as it came: origin, key, payload and headers, owned.
+fn raw(m: &BorrowedMessage<'_>) -> Raw {
+    Raw {
+        origin: Origin {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+        },
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        headers: m.headers().map_or_else(Vec::new, |h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        }),
+    }
+}
+
+/// A batch being written on a task of its own: `Ok(None)` when a shutdown stopped it.
+type InFlight = tokio::task::JoinHandle<(Batch, Result<Option<Written>, Error>)>;
+
 /// Finishes the writes at the front of the queue that are done. False when a shutdown
 /// stopped one of them (nothing after it is committed).
 async fn reap_finished(
     in_flight: &mut VecDeque<InFlight>,
     consumer: &StreamConsumer<Context>,
-    dlq: (&FutureProducer, &str),
-    shutdown: &CancellationToken,
+    sink: &Sink<'_>,
 ) -> Result<bool, Error> {
     while in_flight.front().is_some_and(|t| t.is_finished()) {
         let done = in_flight.pop_front().expect("not empty");
-        if !finish(done, consumer, dlq, shutdown).await? {
+        if !finish(done, consumer, sink, CommitMode::Async).await? {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// A batch being written on a task of its own.
-type InFlight = tokio::task::JoinHandle<(Batch, Option<Written>)>;
-
-/// Waits for a batch's write, publishes its dead letters and commits its offsets. False when
-/// a shutdown stopped the write or the publishing first (nothing is committed then).
+/// Waits for a batch's write, settles its dead letters' copies on the dead-letter topic and
+/// commits its offsets. False when a shutdown stopped the write (nothing is committed then);
+/// an error when the write failed for good.
 async fn finish(
     in_flight: InFlight,
     consumer: &StreamConsumer<Context>,
-    dlq: (&FutureProducer, &str),
-    shutdown: &CancellationToken,
-) -> Result<bool, Error> {
-    finish_with(in_flight, consumer, dlq, shutdown, CommitMode::Async).await
-}
-
-async fn finish_with(
-    in_flight: InFlight,
-    consumer: &StreamConsumer<Context>,
-    (dlq_producer, dlq_topic): (&FutureProducer, &str),
-    shutdown: &CancellationToken,
+    sink: &Sink<'_>,
     mode: CommitMode,
 ) -> Result<bool, Error> {
-    let (batch, written) = in_flight.await.map_err(|e| Error::Task(e.to_string()))?;
-    let Some(written) = written else {
+    let (batch, written) = in_flight.await?;
+    let Some(written) = written? else {
         return Ok(false);
     };
-    let letters: Vec<_> = batch.dead_letters.iter().chain(&written.refused).collect();
-    // Before the offsets: a crash here republishes (at least once), never loses.
-    if !letters.is_empty() && !publish_with_retry(dlq_producer, dlq_topic, &letters, shutdown).await
-    {
-        return Ok(false);
+    // Before the offsets: a crash here publishes again on redelivery (at least once). The
+    // letters are already whole in dead_letters, so the topic's answer never holds us up.
+    if !written.to_publish.is_empty() {
+        let outcomes = dlq::publish(&sink.dlq_producer, sink.dlq_topic, &written.to_publish).await;
+        settle_dead_letters(sink, &outcomes).await;
     }
     commit(consumer, &batch, mode)?;
     Ok(true)
+}
+
+/// Counts the dead letters' outcomes and records them in their rows, so a redelivery does not
+/// publish them again. A failure to record is only logged: the worst it causes is a second
+/// copy on the topic after a redelivery.
+async fn settle_dead_letters(sink: &Sink<'_>, outcomes: &[(i64, Outcome)]) {
+    for outcome in Outcome::ALL {
+        let ids: Vec<i64> = outcomes
+            .iter()
+            .filter(|(_, o)| *o == outcome)
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        sink.metrics
+            .dlq_records
+            .with_label_values(&[outcome.as_str()])
+            .inc_by(ids.len() as u64);
+        if let Err(e) = store::mark_dead_letters(&sink.pool, &ids, outcome.as_str()).await {
+            warn!(error = %e.explained(sink.database_url), "Could not record the dead-letter topic's answer.");
+        }
+    }
 }
 
 /// Leaves without committing anything more: only stored batches' offsets are ever committed
@@ -249,103 +303,78 @@ fn stopped() -> Result<(), Error> {
 }
 
 /// Writes the batch's rows in `lanes` concurrent transactions (the database then works on
-/// more than one core). Returns `None` when `shutdown` stopped a lane; nothing is committed
-/// to Kafka then, and the lanes that did commit are de-duplicated on redelivery.
+/// more than one core). `Ok(None)` when `shutdown` stopped a lane; nothing is committed to
+/// Kafka then, and the lanes that did commit are de-duplicated on redelivery.
 async fn write_lanes(
     pool: &Pool,
     batch: &mut Batch,
     lanes: usize,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> Option<Written> {
+) -> Result<Option<Written>, Error> {
     let parts = batch.split_rows(lanes);
     let writes = parts
         .iter()
         .map(|part| write_with_retry(pool, part, metrics, shutdown));
     let mut total = Written::default();
     for w in futures::future::join_all(writes).await {
-        let w = w?;
+        let Some(w) = w? else {
+            return Ok(None);
+        };
         total.stored += w.stored;
         total.duplicates += w.duplicates;
-        total.refused.extend(w.refused);
+        total.new_dead_letters.extend(w.new_dead_letters);
+        total.to_publish.extend(w.to_publish);
     }
-    Some(total)
+    Ok(Some(total))
 }
 
-/// Writes the batch, retrying with backoff while the database is away. Returns `None` when
-/// `shutdown` came first.
+/// Writes the batch, retrying with backoff while the database is away. `Ok(None)` when
+/// `shutdown` came first; an error when the database refuses for good.
 async fn write_with_retry(
     pool: &Pool,
     batch: &Batch,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> Option<Written> {
-    let mut backoff = Duration::from_millis(100);
+) -> Result<Option<Written>, Error> {
+    let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
         match store::write(pool, batch).await {
             Ok(w) => {
-                metrics
-                    .write_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                metrics.batch_size.observe(batch.messages as f64);
-                metrics.stored.inc_by(w.stored);
-                metrics
-                    .latency
-                    .observe_all(batch.events.iter().filter_map(|e| e.published_ms));
-                metrics.duplicates.inc_by(w.duplicates);
-                for d in batch.dead_letters.iter().chain(&w.refused) {
-                    metrics.dead_letters.with_label_values(&[d.reason]).inc();
-                }
-                debug!(
-                    messages = batch.messages,
-                    stored = w.stored,
-                    "Wrote a batch."
-                );
-                return Some(w);
+                record(metrics, batch, &w, started);
+                return Ok(Some(w));
             }
+            Err(e) if e.class() == Class::Permanent => return Err(e),
             Err(e) => {
                 metrics.write_retries.inc();
-                warn!(error = %e, transient = e.is_transient(), retry_in = ?backoff, "Batch write failed; retrying.");
+                warn!(error = %e, retry_in = ?backoff.peek(), "Batch write failed; retrying.");
             }
         }
-        if !back_off(&mut backoff, shutdown).await {
-            return None;
+        if !backoff.wait(shutdown).await {
+            return Ok(None);
         }
     }
 }
 
-/// Publishes dead letters, retrying with backoff while the broker refuses. Returns false when
-/// `shutdown` came first (the batch's offsets are then not committed).
-async fn publish_with_retry(
-    producer: &FutureProducer,
-    topic: &str,
-    letters: &[&DeadLetter],
-    shutdown: &CancellationToken,
-) -> bool {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match dlq::publish(producer, topic, letters).await {
-            Ok(()) => return true,
-            Err(e) => {
-                warn!(error = %e, topic, retry_in = ?backoff, "Dead-letter publish failed; retrying.")
-            }
-        }
-        if !back_off(&mut backoff, shutdown).await {
-            return false;
-        }
+fn record(metrics: &Metrics, batch: &Batch, w: &Written, started: Instant) {
+    metrics
+        .write_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.batch_size.observe(batch.messages as f64);
+    metrics.stored.inc_by(w.stored);
+    metrics
+        .latency
+        .observe_all(batch.events.iter().filter_map(|e| e.published_ms));
+    metrics.duplicates.inc_by(w.duplicates);
+    for reason in &w.new_dead_letters {
+        metrics.dead_letters.with_label_values(&[reason]).inc();
     }
-}
-
-/// Sleeps for `backoff`, then doubles it up to [`MAX_BACKOFF`]. False when `shutdown` came
-/// first.
-async fn back_off(backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(*backoff) => {}
-        () = shutdown.cancelled() => return false,
-    }
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
-    true
+    debug!(
+        messages = batch.messages,
+        stored = w.stored,
+        "Wrote a batch."
+    );
 }
 
 /// Commits the batch's offsets for the partitions this member still owns: after a rebalance,

@@ -322,3 +322,329 @@ async fn a_broker_paused_and_resumed_loses_and_duplicates_nothing() {
     assert_exact(&env, AFTER).await;
     env.cleanup().await;
 }
+
+/// How to start the broker again: its command line and working folder, read from /proc
+/// before it is killed.
+struct BrokerCommand {
+    argv: Vec<String>,
+    cwd: std::path::PathBuf,
+}
+
+fn broker_command(pid: u32) -> BrokerCommand {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the broker's command line");
+    let argv = raw
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).expect("the broker's folder");
+    BrokerCommand { argv, cwd }
+}
+
+/// Starts the broker again, in a process group of its own so it outlives the test, and
+/// records its pid where deploy/local/test.sh will stop it (CARTFLOW_BROKER_PIDFILE).
+#[allow(clippy::zombie_processes)] // The broker outlives the test; its pid file stops it.
+fn restart_broker(command: &BrokerCommand, brokers: &str) {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::File::create(std::env::temp_dir().join("cartflow-broker-restarted.log"))
+        .expect("broker log");
+    let child = Command::new(&command.argv[0])
+        .args(&command.argv[1..])
+        .current_dir(&command.cwd)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("start the broker again");
+    if let Ok(file) = std::env::var("CARTFLOW_BROKER_PIDFILE") {
+        std::fs::write(file, child.id().to_string()).expect("write the broker's pid file");
+    }
+    let port = brokers.rsplit(':').next().expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The broker SIGKILLed while the producer publishes (acks=all, idempotent) and the consumer
+/// stores, then started again on the same log: every acknowledged event is stored, once.
+/// Needs a broker that keeps its log on disk (Apache Kafka as deploy/local runs it); tansu's
+/// in-memory storage loses everything here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
+    const BEFORE: u64 = 60_000;
+    const AFTER: u64 = 150_000;
+    let (_serial, env) = published(BEFORE).await;
+    let mut member = spawn_consumer_with_session(&env, 30_000);
+    env.wait_for_events(BEFORE as i64 / 4, Duration::from_secs(120))
+        .await;
+    let pid = broker_pid(&env);
+    let command = broker_command(pid);
+    // The producer publishes the same first events again, then new ones, through the outage.
+    let producing = {
+        let catalogue_url = serve_catalogue(200, FAKESTORE_PRODUCTS).await;
+        let config = env.backfill_config(&catalogue_url, CUSTOMERS, AFTER);
+        tokio::spawn(async move {
+            cartflow_producer::run(config, any_port().await, CancellationToken::new()).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(pid, "-KILL");
+    eprintln!("Fault: the broker (pid {pid}) killed with SIGKILL.");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::task::spawn_blocking({
+        let brokers = env.brokers.clone();
+        move || restart_broker(&command, &brokers)
+    })
+    .await
+    .expect("restart");
+    let report = producing
+        .await
+        .expect("producer task")
+        .expect("the producer rode out the outage");
+    assert_eq!(report.events, AFTER, "every event acknowledged");
+    env.wait_for_events(AFTER as i64, Duration::from_secs(300))
+        .await;
+    assert!(
+        member.try_wait().expect("status").is_none(),
+        "the consumer rode it out"
+    );
+    assert!(sigterm(&mut member).success());
+    assert_exact(&env, AFTER).await;
+    env.cleanup().await;
+}
+
+/// One of two members SIGSTOPped for longer than its session timeout: the group gives its
+/// partitions to the other; resumed, it finds itself out of the group, its late commits are
+/// refused, it rejoins, and together they store the exact set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_paused_past_its_session_timeout_rejoins_and_nothing_is_lost() {
+    const EVENTS: u64 = 150_000;
+    let (_serial, env) = published(EVENTS).await;
+    let mut members: Vec<Member> = (0..2).map(|_| spawn_consumer(&env)).collect();
+    env.wait_for_events(EVENTS as i64 / 5, Duration::from_secs(120))
+        .await;
+    let pid = members[0].id();
+    signal(pid, "-STOP");
+    let paused = Paused(pid);
+    // The session is 6 s: paused for 10 s, the member is expelled.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let while_paused = env.count("SELECT count(*) FROM events").await;
+    signal(pid, "-CONT");
+    drop(paused);
+    env.wait_for_events(EVENTS as i64, Duration::from_secs(300))
+        .await;
+    eprintln!("{while_paused} events stored when the member resumed.");
+    for m in &mut members {
+        assert!(
+            m.try_wait().expect("status").is_none(),
+            "both members alive"
+        );
+    }
+    for m in &mut members {
+        assert!(sigterm(m).success(), "a clean stop exits 0");
+    }
+    assert_exact(&env, EVENTS).await;
+    env.cleanup().await;
+}
+
+/// Stops the local PostgreSQL cluster (as root with Debian's pg_ctlcluster) and returns how
+/// to start it again; None where this test cannot stop it.
+fn stop_postgres() -> Option<String> {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let version = std::fs::read_dir("/etc/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .max()?;
+    let ok = is_root
+        && Command::new("pg_ctlcluster")
+            .args([
+                "--skip-systemctl-redirect",
+                &version,
+                "main",
+                "stop",
+                "-m",
+                "fast",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    ok.then_some(version)
+}
+
+fn start_postgres(version: &str) {
+    let ok = Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", version, "main", "start"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "start PostgreSQL {version} again");
+}
+
+/// Starts PostgreSQL again if the test ends while it is stopped.
+struct Stopped(String);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &self.0, "main", "start"])
+            .status();
+    }
+}
+
+/// SIGTERM while PostgreSQL is down: the batches in hand cannot be stored, so nothing of them
+/// may be committed (an earlier consumer committed its position here and lost them). Restarted
+/// with `--rewind-on-assign 0` (the default, and what Kafka needs), it resumes at the
+/// committed offset: only a correct broker shows that nothing was skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_postgres_outage_commits_nothing_unstored() {
+    const EVENTS: u64 = 100_000;
+    let (_serial, env) = published(EVENTS).await;
+    let mut member = spawn_consumer(&env);
+    env.wait_for_events(EVENTS as i64 / 4, Duration::from_secs(120))
+        .await;
+    let Some(version) = stop_postgres() else {
+        panic!(
+            "this test stops the local PostgreSQL cluster: run it as root beside it (deploy/local/test.sh)"
+        );
+    };
+    let outage = Stopped(version.clone());
+    // Let the consumer fetch more and fail to write it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        sigterm(&mut member).success(),
+        "SIGTERM exits 0 during the outage"
+    );
+    start_postgres(&version);
+    drop(outage);
+    wait_until("PostgreSQL back", Duration::from_secs(60), || async {
+        cartflow_common::db::connect(&env.database_url)
+            .await
+            .is_ok()
+    })
+    .await;
+    let mut member = Member(
+        Command::new(env!("CARGO_BIN_EXE_cartflow-consumer"))
+            .args(env.kafka_flags())
+            .args(["--database-url", &env.database_url])
+            .args(["--group", &format!("test-{}", env.id)])
+            .args(["--metrics-addr", "127.0.0.1:0", "--skip-migrations"])
+            .args(["--rewind-on-assign", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start cartflow-consumer"),
+    );
+    env.wait_for_events(EVENTS as i64, Duration::from_secs(180))
+        .await;
+    assert!(sigterm(&mut member).success());
+    assert_exact(&env, EVENTS).await;
+    env.cleanup().await;
+}
+
+/// 60,000 events in one record batch, and the consumer SIGKILLed twice inside it. A member
+/// that resumes from a committed offset in mid-batch must get the rest of that batch (tansu
+/// 0.6 skips to the next batch, which the old 10,000-message rewind could not cover: 29,000
+/// events were lost without a trace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_inside_a_60000_message_record_batch_stores_the_exact_set() {
+    use cartflow_schemas::{Action, CartEvent, Codec, Money};
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+    const EVENTS: usize = 60_000;
+    let serial = SERIAL.lock().await;
+    let env = TestEnv::new().await;
+    let admin: AdminClient<DefaultClientContext> =
+        cartflow_common::kafka::client_config(&env.kafka(), "test-admin")
+            .create()
+            .expect("admin");
+    let topic = NewTopic::new(&env.topics.cart_events_topic, 1, TopicReplication::Fixed(1))
+        .set("max.message.bytes", "67108864");
+    for r in admin
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create topic")
+    {
+        r.expect("topic created");
+    }
+    // Everything in one batch: it waits 10 s to fill, and may hold 60,000 messages and 64 MiB.
+    let producer: FutureProducer = cartflow_common::kafka::client_config(&env.kafka(), "test")
+        .set("linger.ms", "10000")
+        .set("batch.num.messages", "60000")
+        .set("batch.size", "67108864")
+        .set("message.max.bytes", "67108864")
+        .set("compression.type", "lz4")
+        .create()
+        .expect("producer");
+    let codec = Codec::single_object();
+    let mut ids = std::collections::HashSet::new();
+    let mut deliveries = Vec::with_capacity(EVENTS);
+    for i in 0..EVENTS {
+        let event = CartEvent {
+            event_id: uuid::Uuid::new_v4(),
+            customer_id: (i % 500) as i64,
+            product_id: 1 + (i % 20) as i64,
+            product_title: "Mens Cotton Jacket".into(),
+            product_price: Money::from_cents(5_599),
+            product_image: String::new(),
+            action: Action::AddToCart,
+            description: "added".into(),
+            timestamp: chrono::Utc::now(),
+            session_id: None,
+            user_agent: None,
+            ip_address: None,
+        };
+        ids.insert(event.event_id);
+        let bytes = codec.encode(&event).expect("encode");
+        let key = event.customer_id.to_string();
+        let record = FutureRecord::to(&env.topics.cart_events_topic)
+            .key(&key)
+            .payload(&bytes);
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    let mut offsets = std::collections::BTreeSet::new();
+    for d in deliveries {
+        let delivery = d.await.expect("delivery").expect("acknowledged");
+        offsets.insert(delivery.offset);
+    }
+    assert_eq!(offsets.len(), EVENTS);
+
+    let mut kills = 0;
+    for stop_at in [EVENTS as i64 / 6, EVENTS as i64 / 2] {
+        let mut member = spawn_consumer(&env);
+        env.wait_for_events(stop_at, Duration::from_secs(120)).await;
+        sigkill(&mut member);
+        kills += 1;
+    }
+    let mut member = spawn_consumer(&env);
+    env.wait_for_events(EVENTS as i64, Duration::from_secs(180))
+        .await;
+    assert!(sigterm(&mut member).success());
+    assert_eq!(kills, 2);
+    assert_eq!(
+        env.count("SELECT count(*) FROM events").await,
+        EVENTS as i64
+    );
+    assert!(
+        stored_event_ids(&env).await == ids,
+        "exactly the published event ids"
+    );
+    drop(serial);
+    env.cleanup().await;
+}

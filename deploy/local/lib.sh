@@ -179,6 +179,8 @@ start_apache_kafka() {
   setsid "${java[@]}" kafka.Kafka "$dir/server.properties" >"$RUN_DIR/kafka.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/kafka.pid"
   BROKER_STARTED=kafka
+  # The broker-restart fault test records the pid of the broker it starts again here.
+  export CARTFLOW_BROKER_PIDFILE="$RUN_DIR/kafka.pid"
   wait_port "$host" "$port" 60 || { tail -n 20 "$RUN_DIR/kafka.log" >&2; die "Kafka did not start (log: $RUN_DIR/kafka.log)."; }
   say "Kafka broker (Apache Kafka $KAFKA_VERSION) answers at $host:$port"
 }
@@ -203,6 +205,7 @@ start_tansu() {
     >"$RUN_DIR/tansu.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/tansu.pid"
   BROKER_STARTED=tansu
+  export CARTFLOW_BROKER_PIDFILE="$RUN_DIR/tansu.pid"
   wait_port "$host" "$port" 30 || { tail -n 20 "$RUN_DIR/tansu.log" >&2; die "tansu did not start (log: $RUN_DIR/tansu.log)."; }
   say "Kafka broker (tansu) answers at $host:$port"
 }

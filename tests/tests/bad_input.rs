@@ -155,7 +155,7 @@ async fn migrations_are_idempotent() {
         .await
         .expect("migrate");
     assert!(again.applied.is_empty(), "{:?}", again.applied);
-    assert_eq!(again.version, Some(4));
+    assert_eq!(again.version, Some(5));
     let client = env.client().await;
     let refused = client
         .execute(

@@ -1,0 +1,218 @@
+//! One policy for failures every service shares: which errors are worth retrying
+//! ([`classify_db`], [`classify_kafka`]), how long to wait between tries ([`Backoff`]), and
+//! what an operator should do about the ones that are not ([`db_hint`]).
+//!
+//! Transient means the same work may succeed later without anyone acting: the server is
+//! restarting, a connection dropped, a lock or serialisation conflict. Permanent means it
+//! fails the same way until someone changes something: a missing table or privilege, a wrong
+//! password. A service retries the first and stops with one clear line on the second, instead
+//! of looping on it forever.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tokio_util::sync::CancellationToken;
+
+/// Whether retrying may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Transient,
+    Permanent,
+}
+
+/// Classifies a PostgreSQL error by its SQLSTATE class. An error without one (the connection
+/// closed, an I/O error) is transient: the server went away and may come back.
+pub fn classify_db(e: &tokio_postgres::Error) -> Class {
+    match e.code() {
+        None => Class::Transient,
+        Some(code) => classify_sqlstate(code.code()),
+    }
+}
+
+/// The rule behind [`classify_db`], on the five-character SQLSTATE.
+pub fn classify_sqlstate(code: &str) -> Class {
+    match &code[..code.len().min(2)] {
+        // Connection exception, insufficient resources, operator intervention (admin
+        // shutdown, crash shutdown, cannot connect now), system error (I/O).
+        "08" | "53" | "57" | "58" => Class::Transient,
+        // Transaction rollback: serialization failure, deadlock.
+        "40" => Class::Transient,
+        // Object not in prerequisite state: lock_not_available (55P03) is a busy lock.
+        "55" if code == "55P03" => Class::Transient,
+        _ => Class::Permanent,
+    }
+}
+
+/// Classifies a Kafka client error. Most broker-side errors are retried by librdkafka itself
+/// before they reach us; what arrives and names a configuration or authorisation problem is
+/// permanent.
+pub fn classify_kafka(e: &KafkaError) -> Class {
+    use RDKafkaErrorCode as C;
+    let code = match e {
+        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) => return Class::Permanent,
+        other => other.rdkafka_error_code(),
+    };
+    match code {
+        Some(
+            C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::SaslAuthenticationFailed
+            | C::Authentication
+            | C::InvalidConfig
+            | C::UnsupportedVersion
+            | C::UnsupportedFeature,
+        ) => Class::Permanent,
+        _ => Class::Transient,
+    }
+}
+
+/// What an operator should do about a permanent PostgreSQL error, by SQLSTATE.
+pub fn db_hint(code: &str) -> &'static str {
+    match code {
+        "42P01" | "42703" | "42883" => {
+            "the database is not migrated (a table, column or function is missing): run \
+             `cartflow-consumer migrate`, or start without --skip-migrations"
+        }
+        "42501" => {
+            "the role in DATABASE_URL lacks a privilege it needs: grant it, or connect as a role \
+             that has it"
+        }
+        "25006" => "the server accepts only reads (a standby?): point DATABASE_URL at the primary",
+        "3D000" => "the database does not exist: run `cartflow-consumer migrate`, which creates it",
+        c if c.starts_with("28") => {
+            "the server refused the login: check the user and password in DATABASE_URL"
+        }
+        _ => "this will fail the same way on every try; fix the cause, then restart",
+    }
+}
+
+/// Exponential backoff from 100 ms, doubling to at most 5 s.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+    }
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Backoff { next: first, max }
+    }
+
+    /// The wait the next [`Backoff::wait`] will take.
+    pub fn peek(&self) -> Duration {
+        self.next
+    }
+
+    /// Sleeps for the current wait, then doubles it. False when `shutdown` came first.
+    pub async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(self.next) => {}
+            () = shutdown.cancelled() => return false,
+        }
+        self.next = (self.next * 2).min(self.max);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_classified() {
+        let table = [
+            ("08006", Class::Transient, "connection failure"),
+            ("08001", Class::Transient, "cannot connect"),
+            ("57P01", Class::Transient, "admin shutdown (a restart)"),
+            (
+                "57P03",
+                Class::Transient,
+                "cannot connect now (starting up)",
+            ),
+            ("53300", Class::Transient, "too many connections"),
+            ("40001", Class::Transient, "serialization failure"),
+            ("40P01", Class::Transient, "deadlock"),
+            ("55P03", Class::Transient, "lock not available"),
+            ("58030", Class::Transient, "I/O error"),
+            ("42P01", Class::Permanent, "undefined table"),
+            ("42501", Class::Permanent, "insufficient privilege"),
+            ("28P01", Class::Permanent, "password authentication failed"),
+            ("28000", Class::Permanent, "invalid authorization"),
+            ("3D000", Class::Permanent, "database does not exist"),
+            ("25006", Class::Permanent, "read-only transaction"),
+            ("23505", Class::Permanent, "unique violation"),
+            ("22021", Class::Permanent, "bad encoding (a NUL byte)"),
+            (
+                "55000",
+                Class::Permanent,
+                "object not in prerequisite state",
+            ),
+        ];
+        for (code, class, what) in table {
+            assert_eq!(classify_sqlstate(code), class, "{code} ({what})");
+        }
+    }
+
+    #[test]
+    fn kafka_errors_are_classified() {
+        use RDKafkaErrorCode as C;
+        let table = [
+            (
+                KafkaError::MessageProduction(C::BrokerTransportFailure),
+                Class::Transient,
+            ),
+            (
+                KafkaError::MessageProduction(C::RequestTimedOut),
+                Class::Transient,
+            ),
+            (
+                KafkaError::ConsumerCommit(C::RebalanceInProgress),
+                Class::Transient,
+            ),
+            (
+                KafkaError::MessageProduction(C::TopicAuthorizationFailed),
+                Class::Permanent,
+            ),
+            (
+                KafkaError::ConsumerCommit(C::GroupAuthorizationFailed),
+                Class::Permanent,
+            ),
+            (KafkaError::ClientCreation("bad".into()), Class::Permanent),
+        ];
+        for (error, class) in table {
+            assert_eq!(classify_kafka(&error), class, "{error}");
+        }
+    }
+
+    #[test]
+    fn every_permanent_error_has_a_hint() {
+        assert!(db_hint("42P01").contains("migrate"));
+        assert!(db_hint("42501").contains("privilege"));
+        assert!(db_hint("28P01").contains("password"));
+        assert!(db_hint("99999").contains("fix the cause"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_to_its_ceiling_and_yields_to_shutdown() {
+        let stop = CancellationToken::new();
+        let mut b = Backoff::default();
+        let waits: Vec<u128> = {
+            let mut v = Vec::new();
+            for _ in 0..8 {
+                v.push(b.peek().as_millis());
+                assert!(b.wait(&stop).await);
+            }
+            v
+        };
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        stop.cancel();
+        assert!(!b.wait(&stop).await, "a cancelled wait returns false");
+    }
+}
