@@ -67,13 +67,15 @@ SET title = EXCLUDED.title, price = EXCLUDED.price, description = EXCLUDED.descr
     rating_rate = EXCLUDED.rating_rate, rating_count = EXCLUDED.rating_count,
     created_at = EXCLUDED.created_at, updated_at = now()";
 
-/// One row per (topic, partition, offset): a redelivery keeps the first row (the no-op update
-/// makes RETURNING show it) and learns whether its dead-letter copy is settled.
+/// One row per message (origin and bytes, see migration V5): a redelivery keeps the first row
+/// (the no-op update makes RETURNING show it) and learns whether its dead-letter copy is
+/// settled.
 const INSERT_DEAD_LETTER: &str = "
 INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, message_key, payload,
                           header_keys, header_values, reason, error)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (topic, kafka_partition, kafka_offset) DO UPDATE SET topic = dead_letters.topic
+ON CONFLICT (topic, kafka_partition, kafka_offset, md5(coalesce(payload, '\\x'::bytea)))
+DO UPDATE SET topic = dead_letters.topic
 RETURNING id, dlq_status IS NOT NULL, xmax = 0";
 
 /// Writes the whole batch in one transaction and commits it.

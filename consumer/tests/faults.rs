@@ -161,6 +161,7 @@ async fn a_consumer_killed_every_few_seconds_stores_the_exact_set() {
             "not done after {kills} kills"
         );
     }
+    eprintln!("Faults: {kills} SIGKILLs over {EVENTS} events.");
     assert!(kills >= 1, "the run was interrupted at least once");
     assert_exact(&env, EVENTS).await;
     env.cleanup().await;
@@ -398,12 +399,17 @@ async fn the_broker_killed_and_restarted_mid_run_loses_and_duplicates_nothing() 
     signal(pid, "-KILL");
     eprintln!("Fault: the broker (pid {pid}) killed with SIGKILL.");
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let down = std::time::Instant::now();
     tokio::task::spawn_blocking({
         let brokers = env.brokers.clone();
         move || restart_broker(&command, &brokers)
     })
     .await
     .expect("restart");
+    eprintln!(
+        "Fault: the broker answered again {:?} after it was started again.",
+        down.elapsed()
+    );
     let report = producing
         .await
         .expect("producer task")

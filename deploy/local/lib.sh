@@ -5,11 +5,9 @@ set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RUN_DIR="${CARTFLOW_RUN_DIR:-$ROOT/.run}"
-BROKER="${CARTFLOW_BROKER:-kafka}"
 KAFKA_VERSION="${CARTFLOW_KAFKA_VERSION:-4.1.1}"
 KAFKA_HOME="${CARTFLOW_KAFKA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cartflow/kafka-$KAFKA_VERSION}"
 KAFKA_HEAP_OPTS="${CARTFLOW_KAFKA_HEAP:--Xms256m -Xmx1g}"
-TANSU_VERSION="${CARTFLOW_TANSU_VERSION:-0.6.0}"
 : "${DATABASE_URL:=postgres://postgres@127.0.0.1:5432/cartflow}"
 : "${KAFKA_BROKERS:=127.0.0.1:9092}"
 export DATABASE_URL KAFKA_BROKERS
@@ -116,8 +114,9 @@ ensure_postgres() {
   say "PostgreSQL answers at $host:$port"
 }
 
-# A Kafka broker at KAFKA_BROKERS: reused when it answers; otherwise started on this machine.
-# CARTFLOW_BROKER picks which: `kafka` (the default, Apache Kafka) or `tansu`.
+# A Kafka broker at KAFKA_BROKERS: reused when it answers; otherwise Apache Kafka, started on
+# this machine. (tansu was the broker here until it was found to lose data; see
+# docs/architecture.md, "Apache Kafka is the reference broker".)
 BROKER_STARTED=
 ensure_kafka() {
   local host port
@@ -127,18 +126,7 @@ ensure_kafka() {
     return
   fi
   is_local "$host" || die "No Kafka broker answers at $host:$port, and it is not on this machine: start one, or point KAFKA_BROKERS at a running broker."
-  case "$BROKER" in
-    kafka) start_apache_kafka "$host" "$port" ;;
-    tansu) start_tansu "$host" "$port" ;;
-    *) die "CARTFLOW_BROKER must be kafka or tansu, not $BROKER" ;;
-  esac
-}
-
-# The settings the consumer needs for the broker in use. tansu 0.6 answers a fetch from inside
-# a record batch with the next batch; the consumer's rewind on assignment works around it.
-# Kafka and Redpanda need no workaround (the consumer's defaults).
-broker_env() {
-  if [ "$BROKER" = tansu ]; then export CARTFLOW_REWIND_ON_ASSIGN="${CARTFLOW_REWIND_ON_ASSIGN:-10000}"; fi
+  start_apache_kafka "$host" "$port"
 }
 
 # Apache Kafka's jars (org.apache.kafka:kafka_2.13 and its dependencies) from Maven Central,
@@ -183,31 +171,6 @@ start_apache_kafka() {
   export CARTFLOW_BROKER_PIDFILE="$RUN_DIR/kafka.pid"
   wait_port "$host" "$port" 60 || { tail -n 20 "$RUN_DIR/kafka.log" >&2; die "Kafka did not start (log: $RUN_DIR/kafka.log)."; }
   say "Kafka broker (Apache Kafka $KAFKA_VERSION) answers at $host:$port"
-}
-
-# tansu, installed with cargo when missing, started with in-memory storage. Kept as an
-# option (CARTFLOW_BROKER=tansu); see docs/architecture.md for what it gets wrong.
-start_tansu() {
-  local host=$1 port=$2
-  if ! command -v tansu >/dev/null 2>&1; then
-    ensure_build_tools
-    say "Installing the tansu broker $TANSU_VERSION with cargo install (a one-time build of 7 to 30 minutes)"
-    cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres \
-      >"${TMPDIR:-/tmp}/cartflow-tansu-install.log" 2>&1 \
-      || { tail -n 30 "${TMPDIR:-/tmp}/cartflow-tansu-install.log" >&2; die "cargo install tansu failed (full log: ${TMPDIR:-/tmp}/cartflow-tansu-install.log)."; }
-  fi
-  mkdir -p "$RUN_DIR"
-  say "Starting tansu on $host:$port (in-memory storage: topics are gone when it stops)"
-  setsid tansu broker \
-    --listener-url "tcp://$host:$port" \
-    --advertised-listener-url "tcp://$host:$port" \
-    --storage-engine memory://tansu/ \
-    >"$RUN_DIR/tansu.log" 2>&1 </dev/null &
-  echo $! >"$RUN_DIR/tansu.pid"
-  BROKER_STARTED=tansu
-  export CARTFLOW_BROKER_PIDFILE="$RUN_DIR/tansu.pid"
-  wait_port "$host" "$port" 30 || { tail -n 20 "$RUN_DIR/tansu.log" >&2; die "tansu did not start (log: $RUN_DIR/tansu.log)."; }
-  say "Kafka broker (tansu) answers at $host:$port"
 }
 
 # Stops the broker this script started, if any.

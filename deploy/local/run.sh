@@ -16,7 +16,7 @@
 # Environment: DATABASE_URL, KAFKA_BROKERS, CARTFLOW_GATEWAY_ADDR (127.0.0.1:8080),
 # CARTFLOW_RATE (20 events/s), CARTFLOW_BACKFILL_DAYS (7), CARTFLOW_CUSTOMERS (100),
 # CARTFLOW_BUILD_PROFILE (release or dev), CARTFLOW_PROMETHEUS_ADDR (127.0.0.1:9090; "off" to
-# run without Prometheus), CARTFLOW_BROKER (kafka, or tansu), CARTFLOW_KAFKA_VERSION (4.1.1),
+# run without Prometheus), CARTFLOW_KAFKA_VERSION (4.1.1),
 # CARTFLOW_KAFKA_HOME (where the jars are kept), CARTFLOW_KAFKA_HEAP (-Xms256m -Xmx1g),
 # and any other flag's variable (see each binary's --help).
 
@@ -58,7 +58,6 @@ fi
 ensure_build_tools
 ensure_postgres
 ensure_kafka
-broker_env
 [ "$PROMETHEUS_ADDR" = off ] || ensure_prometheus
 
 say "Building the services (${BUILD[*]})"

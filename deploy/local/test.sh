@@ -2,8 +2,7 @@
 # Runs every test of the workspace against a real PostgreSQL and a real Kafka broker.
 #
 # Brings up the same dependencies as run.sh (reusing what already answers at DATABASE_URL and
-# KAFKA_BROKERS, installing PostgreSQL or Apache Kafka when missing; CARTFLOW_BROKER=tansu
-# for tansu), Chromium for the browser test,
+# KAFKA_BROKERS, installing PostgreSQL or Apache Kafka when missing), Chromium for the browser test,
 # Prometheus and docker-compose for the deployment tests, then checks formatting and lints,
 # and runs `cargo test --workspace`. A broker it started is stopped at exit.
 #
@@ -21,12 +20,14 @@ ensure_prometheus
 ensure_compose
 ensure_postgres
 ensure_kafka
-broker_env
 
 say "Checking formatting (cargo fmt --check)"
 cargo fmt --all -- --check || die "Formatting differs: run cargo fmt --all."
 say "Linting (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy found problems (above)."
+say "Checking the API docs' links (cargo doc)"
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
+  cargo doc --workspace --no-deps --quiet || die "cargo doc found broken links (above)."
 say "Running the tests"
 log="$RUN_DIR/test.log"
 mkdir -p "$RUN_DIR"

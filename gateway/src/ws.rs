@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::oneshot;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
 use crate::hub::Channel;
@@ -163,7 +164,8 @@ async fn client(
     let channels = Arc::new(channels);
     let heard = Arc::new(Heard::now());
     let (ended_tx, mut ended) = oneshot::channel();
-    let _reader = AbortOnDrop(tokio::spawn(reader::run(
+    // The reader ends with the writer, however the writer ends.
+    let _reader = AbortOnDropHandle::new(tokio::spawn(reader::run(
         stream,
         channels.clone(),
         heard.clone(),
@@ -240,15 +242,6 @@ async fn client(
                 return None;
             }
         }
-    }
-}
-
-/// Ends the reader with the writer, however the writer ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

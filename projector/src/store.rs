@@ -143,7 +143,7 @@ pub async fn write(
     write_rest(client, schema, delta, next_tx).await
 }
 
-/// [`write`] into empty tables (a rebuild's bulk pass): the two large tables go in with
+/// [`write()`] into empty tables (a rebuild's bulk pass): the two large tables go in with
 /// binary COPY, several times faster than upserts.
 pub async fn write_into_empty(
     tx: &Transaction<'_>,
