@@ -69,6 +69,8 @@ pub struct Batch {
     /// The next offset to read, per (topic, partition).
     pub next_offsets: HashMap<(String, i32), i64>,
     pub messages: usize,
+    /// Messages framed with a legacy single-object fingerprint (read all the same).
+    pub legacy_fingerprints: u64,
 }
 
 impl Batch {
@@ -86,6 +88,9 @@ impl Batch {
             .or_insert(0);
         *next = (*next).max(origin.offset + 1);
         let bytes = raw.payload.as_deref().unwrap_or_default();
+        if Codec::has_legacy_fingerprint(bytes) {
+            self.legacy_fingerprints += 1;
+        }
         let decoded = match kind {
             TopicKind::CartEvents => codec
                 .decode::<CartEvent>(bytes)

@@ -30,6 +30,9 @@ pub struct Metrics {
     /// Dead letters' copies on the dead-letter topic, by outcome (`published`, `trimmed`,
     /// `not_published`).
     pub dlq_records: IntCounterVec,
+    /// Messages whose single-object header carries a legacy fingerprint (apache-avro 0.21's,
+    /// written by cartflow before it used the specification's); they are read as usual.
+    pub legacy_fingerprints: IntCounter,
     /// Publish-to-stored latency of each stored event.
     pub latency: Latency,
 }
@@ -141,6 +144,14 @@ impl Metrics {
                 }
                 c
             },
+            legacy_fingerprints: register(
+                r,
+                IntCounter::new(
+                    "cartflow_consumer_legacy_fingerprints_total",
+                    "Messages read whose single-object header carries a legacy fingerprint.",
+                )
+                .expect("valid metric"),
+            ),
             latency: Latency::new(r, Stage::Stored),
         }
     }

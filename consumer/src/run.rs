@@ -177,6 +177,9 @@ async fn consume(
         if batch.is_empty() {
             continue;
         }
+        metrics
+            .legacy_fingerprints
+            .inc_by(batch.legacy_fingerprints);
         let (pool, metrics, stop) = (sink.pool.clone(), metrics.clone(), shutdown.clone());
         let (lanes, url) = (sink.lanes, config.database.database_url.clone());
         in_flight.push_back(tokio::spawn(async move {

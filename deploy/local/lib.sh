@@ -74,6 +74,16 @@ ensure_prometheus() {
   command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || apt_install prometheus
 }
 
+# fastavro, the independent Avro implementation the contract's tests compare with.
+ensure_python_peers() {
+  command -v python3 >/dev/null 2>&1 || apt_install python3 python3-pip
+  python3 -c 'import fastavro' 2>/dev/null && return
+  say "Installing fastavro from PyPI (python3 -m pip install fastavro)"
+  python3 -m pip install --quiet fastavro 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages fastavro \
+    || die "Could not install fastavro: python3 -m pip install fastavro, then run again."
+}
+
 # docker-compose (1.29, the distribution's), whose `config` validates docker-compose.yml
 # without a Docker engine.
 ensure_compose() {

@@ -3,7 +3,7 @@
 #
 # Brings up the same dependencies as run.sh (reusing what already answers at DATABASE_URL and
 # KAFKA_BROKERS, installing PostgreSQL or Apache Kafka when missing), Chromium for the browser test,
-# Prometheus and docker-compose for the deployment tests, then checks formatting and lints,
+# Prometheus and docker-compose for the deployment tests, fastavro for the contract's, then checks formatting and lints,
 # and runs `cargo test --workspace`. A broker it started is stopped at exit.
 #
 # Usage: deploy/local/test.sh [extra cargo test arguments]
@@ -18,6 +18,7 @@ ensure_build_tools
 ensure_chromium
 ensure_prometheus
 ensure_compose
+ensure_python_peers
 ensure_postgres
 ensure_kafka
 

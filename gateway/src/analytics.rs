@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cartflow_common::db;
+use cartflow_common::retry::Backoff;
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -27,17 +28,15 @@ pub async fn run(
     tick: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut retry = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     while !shutdown.is_cancelled() {
         match follow(&url, &pool, &hub, &metrics, tick, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
-                warn!(error = %e, retry_in_ms = retry.as_millis() as u64, "Analytics refresh failed; retrying.");
-                tokio::select! {
-                    () = tokio::time::sleep(retry) => {}
-                    () = shutdown.cancelled() => return,
+                warn!(error = %e, retry_in = ?backoff.peek(), "Analytics refresh failed; retrying.");
+                if !backoff.wait(&shutdown).await {
+                    return;
                 }
-                retry = (retry * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use cartflow_common::config::{KafkaArgs, TopicArgs};
 use cartflow_common::kafka;
+use cartflow_common::retry::Backoff;
 use cartflow_schemas::{CartEvent, Codec};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -30,6 +31,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let topic = topics.cart_events_topic;
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
     loop {
         match assign(&kafka_args, &topic) {
             Ok(consumer) => {
@@ -37,11 +39,12 @@ pub async fn run(
                 follow(&consumer, &hub, &metrics, tick, &shutdown).await;
                 return;
             }
-            Err(e) => warn!(error = %e, topic = %topic, "No live feed yet; retrying in 5 s."),
+            Err(e) => {
+                warn!(error = %e, topic = %topic, retry_in = ?backoff.peek(), "No live feed yet; retrying.");
+            }
         }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-            () = shutdown.cancelled() => return,
+        if !backoff.wait(&shutdown).await {
+            return;
         }
     }
 }
@@ -52,7 +55,7 @@ fn assign(args: &KafkaArgs, topic: &str) -> Result<StreamConsumer, String> {
         .set("group.id", "cartflow-gateway")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        // tansu holds a fetch this long when there is little to read: keep it under a tick.
+        // A broker may hold a fetch this long when there is little to read: keep it under a tick.
         .set("fetch.wait.max.ms", "50")
         .create()
         .map_err(|e| e.to_string())?;

@@ -1,5 +1,7 @@
 //! The crate's one error type.
 
+use cartflow_common::retry::{self, Class};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -22,23 +24,29 @@ pub enum Error {
 }
 
 impl Error {
-    /// Errors a reconnect can cure: the server went away or restarted.
-    pub fn is_transient(&self) -> bool {
+    /// Whether a reconnect may cure it (the server went away or restarted) or it fails the
+    /// same way until someone acts. One rule for every service: [`cartflow_common::retry`].
+    pub fn class(&self) -> Class {
         match self {
-            Error::ConnectionLost => true,
-            Error::Database(e) => {
-                e.is_closed()
-                    || e.as_db_error().is_none_or(|d| {
-                        let code = d.code().code();
-                        // Connection exceptions, admin shutdown, cannot connect now.
-                        code.starts_with("08") || code.starts_with("57P")
-                    })
+            Error::ConnectionLost => Class::Transient,
+            Error::Database(e) | Error::Common(cartflow_common::Error::Database(e)) => {
+                retry::classify_db(e)
             }
-            Error::Common(cartflow_common::Error::DatabaseUnreachable { .. }) => true,
-            Error::Common(cartflow_common::Error::Database(e)) => {
-                e.is_closed() || e.as_db_error().is_none()
+            Error::Common(cartflow_common::Error::DatabaseUnreachable { .. }) => Class::Transient,
+            _ => Class::Permanent,
+        }
+    }
+
+    /// A PostgreSQL refusal as the operator should read it: SQLSTATE, PostgreSQL's own
+    /// message and what to do (tokio-postgres's Display says only "db error").
+    pub fn explained(self, url: &str) -> Error {
+        match &self {
+            Error::Database(e) | Error::Common(cartflow_common::Error::Database(e))
+                if e.as_db_error().is_some() =>
+            {
+                Error::Common(cartflow_common::Error::database_connect(url, e))
             }
-            _ => false,
+            _ => self,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use cartflow_common::db;
 use cartflow_common::ops::OpsServer;
+use cartflow_common::retry::{Backoff, Class};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
@@ -34,26 +35,21 @@ pub async fn run(
         db::migrate(url).await?;
     }
     ops.health.set_ready(true);
-    let mut retry = RETRY_FIRST;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match lead(&config, &metrics, &shutdown).await {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
+            Err(e) if e.class() == Class::Transient && !shutdown.is_cancelled() => {
                 metrics.active.set(0);
-                warn!(error = %e, retry_in_ms = retry.as_millis() as u64, "Lost PostgreSQL; reconnecting.");
-                tokio::select! {
-                    () = tokio::time::sleep(retry) => {}
-                    () = shutdown.cancelled() => return Ok(()),
+                warn!(error = %e, retry_in = ?backoff.peek(), "Lost PostgreSQL; reconnecting.");
+                if !backoff.wait(&shutdown).await {
+                    return Ok(());
                 }
-                retry = (retry * 2).min(RETRY_MAX);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.explained(url)),
         }
     }
 }
-
-const RETRY_FIRST: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// One connection's life: standby, then active until shutdown or until the connection fails.
 async fn lead(

@@ -118,6 +118,18 @@ impl Codec {
         Ok(out)
     }
 
+    /// Whether a message is single-object encoded with one of the legacy fingerprints
+    /// (apache-avro 0.21's, which cartflow wrote before the specification's; still read).
+    pub fn has_legacy_fingerprint(bytes: &[u8]) -> bool {
+        match bytes.get(..SINGLE_OBJECT_HEADER) {
+            Some([0xC3, 0x01, fp @ ..]) => {
+                let fp = u64::from_le_bytes(fp.try_into().unwrap_or_default());
+                Contract::get().is_legacy(fp)
+            }
+            _ => false,
+        }
+    }
+
     /// The schema a message was written with, read from its header.
     pub fn writer_schema(&self, bytes: &[u8]) -> Result<SchemaRef, Error> {
         self.split(bytes).map(|(schema, _)| schema)

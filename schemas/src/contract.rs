@@ -1,4 +1,6 @@
-//! The four schemas of the contract, parsed once, and their fingerprints.
+//! The four schemas of the contract, parsed once, and their fingerprints: the specification's
+//! (written by the encoder, see [`crate::canonical`]) and the legacy ones apache-avro 0.21
+//! computed, which cartflow wrote before and which the decoder still accepts.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -74,6 +76,7 @@ impl fmt::Display for SchemaRef {
 pub struct Contract {
     schemas: [Schema; 4],
     fingerprints: [u64; 4],
+    legacy: [u64; 4],
 }
 
 impl Contract {
@@ -86,7 +89,11 @@ impl Contract {
                 Schema::parse_str(s.avsc())
                     .unwrap_or_else(|e| panic!("shipped schema {s} does not parse: {e}"))
             });
-            let fingerprints = std::array::from_fn(|i| {
+            let fingerprints = SchemaRef::ALL.map(|s| {
+                crate::canonical::parsing_fingerprint64(s.avsc())
+                    .unwrap_or_else(|e| panic!("shipped schema {s}: {e}"))
+            });
+            let legacy = std::array::from_fn(|i| {
                 let fp = schemas[i].fingerprint::<Rabin>();
                 let mut le = [0u8; 8];
                 le.copy_from_slice(&fp.bytes);
@@ -95,6 +102,7 @@ impl Contract {
             Contract {
                 schemas,
                 fingerprints,
+                legacy,
             }
         })
     }
@@ -103,15 +111,29 @@ impl Contract {
         &self.schemas[s.index()]
     }
 
-    /// The 64-bit Rabin fingerprint of the schema's Parsing Canonical Form.
+    /// The CRC-64-AVRO fingerprint of the schema's Parsing Canonical Form, as the
+    /// specification defines both: what the encoder writes.
     pub fn fingerprint(&self, s: SchemaRef) -> u64 {
         self.fingerprints[s.index()]
     }
 
+    /// The fingerprint apache-avro 0.21 computed for the schema (logical types and decimal
+    /// attributes left in its canonical form), which cartflow wrote until the specification's
+    /// replaced it. Still accepted on reading.
+    pub fn legacy_fingerprint(&self, s: SchemaRef) -> u64 {
+        self.legacy[s.index()]
+    }
+
+    /// The schema a fingerprint names, the specification's or the legacy one.
     pub fn by_fingerprint(&self, fingerprint: u64) -> Option<SchemaRef> {
-        SchemaRef::ALL
-            .into_iter()
-            .find(|s| self.fingerprint(*s) == fingerprint)
+        SchemaRef::ALL.into_iter().find(|s| {
+            self.fingerprint(*s) == fingerprint || self.legacy_fingerprint(*s) == fingerprint
+        })
+    }
+
+    /// Whether `fingerprint` is one of the legacy fingerprints.
+    pub fn is_legacy(&self, fingerprint: u64) -> bool {
+        self.legacy.contains(&fingerprint) && !self.fingerprints.contains(&fingerprint)
     }
 }
 
@@ -122,12 +144,18 @@ mod tests {
     #[test]
     fn every_schema_parses_and_fingerprints_are_distinct() {
         let c = Contract::get();
-        let mut fps: Vec<u64> = SchemaRef::ALL.iter().map(|s| c.fingerprint(*s)).collect();
+        let mut fps: Vec<u64> = SchemaRef::ALL
+            .iter()
+            .flat_map(|s| [c.fingerprint(*s), c.legacy_fingerprint(*s)])
+            .collect();
         fps.sort_unstable();
         fps.dedup();
-        assert_eq!(fps.len(), 4);
+        assert_eq!(fps.len(), 8, "spec and legacy fingerprints all differ");
         for s in SchemaRef::ALL {
             assert_eq!(c.by_fingerprint(c.fingerprint(s)), Some(s));
+            assert_eq!(c.by_fingerprint(c.legacy_fingerprint(s)), Some(s));
+            assert!(c.is_legacy(c.legacy_fingerprint(s)));
+            assert!(!c.is_legacy(c.fingerprint(s)));
         }
     }
 

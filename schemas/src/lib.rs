@@ -4,8 +4,9 @@
 //! `schemas/avro/`), the Rust types they map to, and the two wire formats a message can use:
 //!
 //! * Avro single-object encoding (`C3 01`, an 8-byte little-endian CRC-64-AVRO fingerprint of
-//!   the writer schema, then the Avro body). The default: every message names its schema
-//!   without a registry.
+//!   the writer schema's Parsing Canonical Form, computed as the specification says
+//!   ([`canonical`]), then the Avro body). The default: every message names its schema without
+//!   a registry. The fingerprints apache-avro computed before are still read.
 //! * The Confluent wire format (`00`, a 4-byte big-endian schema id, then the body), used when
 //!   a schema registry hands out ids.
 //!
@@ -14,6 +15,7 @@
 //! comes back as a typed [`Error`] whose [`Error::reason`] is a stable, low-cardinality label
 //! that the consumer uses for its dead-letter metrics.
 
+pub mod canonical;
 mod cart_event;
 mod codec;
 mod contract;
