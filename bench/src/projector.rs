@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use cartflow_common::db;
 use cartflow_producer::catalogue;
-use cartflow_projector::apply::{self, LIVE_SCHEMA};
+use cartflow_projector::apply::{self, Generation};
 use cartflow_schemas::CartEvent;
 use futures::SinkExt;
 use prometheus::{Histogram, HistogramOpts};
@@ -89,7 +89,7 @@ pub(crate) async fn incremental(
     loop {
         let step_started = Instant::now();
         let tx = client.transaction().await?;
-        let step = apply::step(&tx, LIVE_SCHEMA, CHUNK_EVENTS).await?;
+        let step = apply::step(&tx, Generation::Live, CHUNK_EVENTS).await?;
         tx.commit().await?;
         steps.observe(step_started.elapsed().as_secs_f64());
         applied += step.events;

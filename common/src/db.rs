@@ -15,9 +15,7 @@ mod embedded {
     refinery::embed_migrations!("../migrations");
 }
 
-/// The channel the consumer NOTIFYs after each committed batch that stored events; the
-/// projector LISTENs on it.
-pub const EVENTS_CHANNEL: &str = "cartflow_events";
+pub use crate::channels::EVENTS_CHANNEL;
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x6361_7274_666c_6f77; // "cartflow"

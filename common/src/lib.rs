@@ -6,8 +6,10 @@
 //! as a [`CancellationToken`](tokio_util::sync::CancellationToken) ([`shutdown`]), the
 //! PostgreSQL pool and the embedded migrations ([`db`]), and Kafka client settings and topic
 //! creation ([`kafka`]); the end-to-end latency histogram every stage reports into
-//! ([`latency`]); which failures to retry, and how ([`retry`]).
+//! ([`latency`]); which failures to retry, and how ([`retry`]); the NOTIFY channels between
+//! services and their payloads ([`channels`]).
 
+pub mod channels;
 pub mod config;
 pub mod db;
 mod error;

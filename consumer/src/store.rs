@@ -6,7 +6,7 @@
 //! dead-lettered whole under a savepoint instead of failing the batch, and so is an event whose
 //! event_id is already stored with other content. Dead letters are recorded once per
 //! (topic, partition, offset), however often the message is redelivered. The transaction ends with a
-//! NOTIFY on [`EVENTS_CHANNEL`](cartflow_common::db::EVENTS_CHANNEL), delivered on commit.
+//! NOTIFY on [`EVENTS_CHANNEL`](cartflow_common::channels::EVENTS_CHANNEL), delivered on commit.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::batch::{Batch, DeadLetter, Raw, StoredEvent};
+use cartflow_common::channels;
 use cartflow_schemas::CartEvent;
 
 /// What one write did.
@@ -132,12 +133,12 @@ pub async fn write(pool: &Pool, batch: &Batch) -> Result<Written, Error> {
         }
     }
     if written.stored > 0 {
+        let payload = channels::to_payload(&channels::EventsStored {
+            stored: written.stored,
+        });
         tx.execute(
             "SELECT pg_notify($1, $2)",
-            &[
-                &cartflow_common::db::EVENTS_CHANNEL,
-                &written.stored.to_string(),
-            ],
+            &[&channels::EVENTS_CHANNEL, &payload],
         )
         .await?;
     }

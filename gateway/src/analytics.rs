@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cartflow_common::channels::{self, ANALYTICS_CHANNEL};
 use cartflow_common::db;
 use cartflow_common::retry::Backoff;
 use deadpool_postgres::Pool;
@@ -13,8 +14,6 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::{Error, snapshot};
 
-/// The projector's channel (`cartflow_projector::apply::ANALYTICS_CHANNEL`).
-const ANALYTICS_CHANNEL: &str = "cartflow_analytics";
 /// Read the analytics this often even without a NOTIFY (a missed one, or the abandonment
 /// clock of the views, which moves without new events).
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
@@ -90,8 +89,5 @@ async fn follow(
 
 /// The projector's NOTIFY payload names the oldest publish time of the events it applied.
 fn oldest_published(payload: &str) -> Option<i64> {
-    serde_json::from_str::<serde_json::Value>(payload)
-        .ok()?
-        .get("oldest_published_ms")?
-        .as_i64()
+    channels::from_payload::<channels::AnalyticsChanged>(payload)?.oldest_published_ms
 }

@@ -2,17 +2,35 @@
 //! checkpoint in the caller's transaction, so a crash at any instant applies it once or not
 //! at all.
 
+use cartflow_common::channels;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 
 use crate::delta::Delta;
 use crate::{Error, log, store};
 
+/// Which set of aggregate tables a step writes: the live ones the views read, or the ones a
+/// rebuild fills before it swaps them in. Only a live step tells the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    Live,
+    Rebuild,
+}
+
+impl Generation {
+    /// The PostgreSQL schema holding this generation's tables.
+    pub const fn schema(self) -> &'static str {
+        match self {
+            Generation::Live => LIVE_SCHEMA,
+            Generation::Rebuild => REBUILD_SCHEMA,
+        }
+    }
+}
+
 /// The schema the analytic views read.
 pub const LIVE_SCHEMA: &str = "analytics";
-
-/// PostgreSQL channel the projector NOTIFYs after each commit that changed the analytics.
-pub const ANALYTICS_CHANNEL: &str = "cartflow_analytics";
+/// The schema a rebuild fills, renamed to [`LIVE_SCHEMA`] when it is done.
+pub const REBUILD_SCHEMA: &str = "analytics_rebuild";
 
 /// What one step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,9 +52,14 @@ pub async fn lock_schema(tx: &Transaction<'_>, schema: &str) -> Result<(), Error
     Ok(())
 }
 
-/// Applies the next chunk (up to about `max_events` events) to `schema` within `tx`.
-/// The caller commits.
-pub async fn step(tx: &Transaction<'_>, schema: &str, max_events: i64) -> Result<Applied, Error> {
+/// Applies the next chunk (up to about `max_events` events) to `generation`'s tables within
+/// `tx`. The caller commits.
+pub async fn step(
+    tx: &Transaction<'_>,
+    generation: Generation,
+    max_events: i64,
+) -> Result<Applied, Error> {
+    let schema = generation.schema();
     lock_schema(tx, schema).await?;
     let from: i64 = tx
         .query_one(&format!("SELECT next_tx FROM {schema}.checkpoint"), &[])
@@ -57,16 +80,17 @@ pub async fn step(tx: &Transaction<'_>, schema: &str, max_events: i64) -> Result
     let stored = store::stored_carts(tx, schema, &delta).await?;
     delta.settle_carts(stored);
     store::write(tx, schema, &delta, to).await?;
-    if events > 0 && schema == LIVE_SCHEMA {
-        // The oldest publish time lets the gateway measure publish-to-pushed latency.
-        let oldest = published_ms
-            .iter()
-            .min()
-            .map_or("null".into(), i64::to_string);
-        let payload =
-            format!(r#"{{"events":{events},"next_tx":{to},"oldest_published_ms":{oldest}}}"#);
-        tx.execute("SELECT pg_notify($1, $2)", &[&ANALYTICS_CHANNEL, &payload])
-            .await?;
+    if events > 0 && generation == Generation::Live {
+        let payload = channels::to_payload(&channels::AnalyticsChanged {
+            events,
+            next_tx: to,
+            oldest_published_ms: published_ms.iter().min().copied(),
+        });
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&channels::ANALYTICS_CHANNEL, &payload],
+        )
+        .await?;
     }
     Ok(Applied {
         events,
@@ -77,17 +101,17 @@ pub async fn step(tx: &Transaction<'_>, schema: &str, max_events: i64) -> Result
     })
 }
 
-/// Applies steps to `schema`, each in its own transaction, until it is current with the
-/// horizon. Returns the events applied.
+/// Applies steps to `generation`'s tables, each in its own transaction, until they are
+/// current with the horizon. Returns the events applied.
 pub async fn catch_up(
     client: &mut tokio_postgres::Client,
-    schema: &str,
+    generation: Generation,
     max_events: i64,
 ) -> Result<u64, Error> {
     let mut events = 0;
     loop {
         let tx = client.transaction().await?;
-        let applied = step(&tx, schema, max_events).await?;
+        let applied = step(&tx, generation, max_events).await?;
         tx.commit().await?;
         events += applied.events;
         if applied.caught_up {

@@ -17,11 +17,10 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::apply::{self, LIVE_SCHEMA};
+use crate::apply::{self, Generation, LIVE_SCHEMA, REBUILD_SCHEMA};
 use crate::delta::Delta;
 use crate::{Error, log, store};
 
-const REBUILD_SCHEMA: &str = "analytics_rebuild";
 const RETIRED_SCHEMA: &str = "analytics_retired";
 /// Held for the whole rebuild: one at a time.
 const REBUILD_LOCK: i64 = 0x7265_6275_696c_6421; // "rebuild!"
@@ -98,7 +97,7 @@ async fn build_and_swap(
             return Err(Error::Interrupted);
         }
         let tx = client.transaction().await?;
-        let step = apply::step(&tx, REBUILD_SCHEMA, max_events).await?;
+        let step = apply::step(&tx, Generation::Rebuild, max_events).await?;
         tx.commit().await?;
         caught_up_events += step.events;
         if step.caught_up {
@@ -109,7 +108,7 @@ async fn build_and_swap(
     let tx = client.transaction().await?;
     apply::lock_schema(&tx, LIVE_SCHEMA).await?;
     loop {
-        let step = apply::step(&tx, REBUILD_SCHEMA, max_events).await?;
+        let step = apply::step(&tx, Generation::Rebuild, max_events).await?;
         caught_up_events += step.events;
         if step.caught_up {
             break;

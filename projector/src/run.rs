@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::apply::{self, LIVE_SCHEMA};
+use crate::apply::{self, Generation, LIVE_SCHEMA};
 use crate::metrics::Metrics;
 use crate::{Config, Error};
 
@@ -130,7 +130,7 @@ async fn project(
         loop {
             let started = Instant::now();
             let tx = client.transaction().await?;
-            let step = apply::step(&tx, LIVE_SCHEMA, config.chunk_events).await?;
+            let step = apply::step(&tx, Generation::Live, config.chunk_events).await?;
             tx.commit().await?;
             if step.events > 0 {
                 metrics

@@ -2,7 +2,7 @@
 //! chunks of random size as they arrive: the incremental analytics equal a rebuild, and
 //! both equal plain SQL over `events`, for every aggregate table and view.
 
-use cartflow_projector::apply::{self, LIVE_SCHEMA};
+use cartflow_projector::apply::{self, Generation};
 use cartflow_projector::rebuild;
 use cartflow_tests::TestDb;
 use cartflow_tests::analytics::{assert_matches_plain_sql, project_everything, snapshot};
@@ -135,7 +135,7 @@ async fn check(db: &TestDb, history: History) {
         delivered = end;
         let chunk = history.chunks[n % history.chunks.len()];
         if chunk > 0 {
-            apply::catch_up(&mut client, LIVE_SCHEMA, chunk)
+            apply::catch_up(&mut client, Generation::Live, chunk)
                 .await
                 .expect("step");
         }

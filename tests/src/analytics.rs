@@ -204,9 +204,13 @@ pub async fn project_everything(client: &mut Client, chunk: i64) {
             std::time::Instant::now() < deadline,
             "the projector never caught up"
         );
-        cartflow_projector::apply::catch_up(client, cartflow_projector::apply::LIVE_SCHEMA, chunk)
-            .await
-            .expect("projector step");
+        cartflow_projector::apply::catch_up(
+            client,
+            cartflow_projector::apply::Generation::Live,
+            chunk,
+        )
+        .await
+        .expect("projector step");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
