@@ -68,14 +68,14 @@ struct Cli {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/cartflow"
+        default_value = cartflow_common::config::DEFAULT_DATABASE_URL
     )]
     database_url: String,
     /// Kafka bootstrap servers.
     #[arg(
         long = "kafka-brokers",
         env = "KAFKA_BROKERS",
-        default_value = "127.0.0.1:9092"
+        default_value = cartflow_common::config::DEFAULT_KAFKA_BROKERS
     )]
     brokers: String,
     /// The gateway stage's measuring clients: `lean` (a minimal RFC 6455 client, so the

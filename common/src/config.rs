@@ -2,6 +2,12 @@
 
 use clap::{Args, ValueEnum};
 
+/// The broker a service uses when neither `--kafka-brokers` nor `KAFKA_BROKERS` says (the same
+/// as deploy/local/defaults.env, which a test checks).
+pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
+/// The database a service uses when neither `--database-url` nor `DATABASE_URL` says.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/cartflow";
+
 /// Where the Kafka brokers are.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
@@ -9,7 +15,7 @@ pub struct KafkaArgs {
     #[arg(
         long = "kafka-brokers",
         env = "KAFKA_BROKERS",
-        default_value = "127.0.0.1:9092"
+        default_value = DEFAULT_KAFKA_BROKERS
     )]
     pub brokers: String,
 }
@@ -54,7 +60,7 @@ pub struct DatabaseArgs {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/cartflow"
+        default_value = DEFAULT_DATABASE_URL
     )]
     pub database_url: String,
     /// Most connections the service opens to PostgreSQL.
@@ -88,4 +94,21 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_scripts_defaults() {
+        let file = include_str!("../../deploy/local/defaults.env");
+        let value = |key: &str| {
+            file.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_else(|| panic!("{key} in deploy/local/defaults.env"))
+        };
+        assert_eq!(value("KAFKA_BROKERS"), DEFAULT_KAFKA_BROKERS);
+        assert_eq!(value("DATABASE_URL"), DEFAULT_DATABASE_URL);
+    }
 }

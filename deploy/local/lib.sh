@@ -8,8 +8,10 @@ RUN_DIR="${CARTFLOW_RUN_DIR:-$ROOT/.run}"
 KAFKA_VERSION="${CARTFLOW_KAFKA_VERSION:-4.1.1}"
 KAFKA_HOME="${CARTFLOW_KAFKA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cartflow/kafka-$KAFKA_VERSION}"
 KAFKA_HEAP_OPTS="${CARTFLOW_KAFKA_HEAP:--Xms256m -Xmx1g}"
-: "${DATABASE_URL:=postgres://postgres@127.0.0.1:5432/cartflow}"
-: "${KAFKA_BROKERS:=127.0.0.1:9092}"
+# The defaults, from the one file the services' constants are checked against.
+DEFAULTS=$(grep -E '^[A-Z_]+=' "$ROOT/deploy/local/defaults.env")
+: "${DATABASE_URL:=$(sed -n 's/^DATABASE_URL=//p' <<<"$DEFAULTS")}"
+: "${KAFKA_BROKERS:=$(sed -n 's/^KAFKA_BROKERS=//p' <<<"$DEFAULTS")}"
 export DATABASE_URL KAFKA_BROKERS
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 

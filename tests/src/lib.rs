@@ -20,8 +20,7 @@ use uuid::Uuid;
 /// prices and rates).
 pub const FAKESTORE_PRODUCTS: &str = include_str!("../fixtures/fakestore-products.json");
 
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/cartflow";
-const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+use cartflow_common::config::{DEFAULT_DATABASE_URL, DEFAULT_KAFKA_BROKERS as DEFAULT_BROKERS};
 
 /// A fresh, migrated database on the shared PostgreSQL, for tests that need no broker.
 #[derive(Debug)]
