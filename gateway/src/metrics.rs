@@ -28,19 +28,64 @@ pub struct Metrics {
     pub feed_latency: Latency,
 }
 
-/// The reasons a handshake is refused and a client is cut (`ws.rs`), exported at zero from the
-/// start so a dashboard shows 0 rather than no data.
-const REFUSED: [&str; 3] = ["token", "origin", "full"];
-const CUT: [&str; 4] = ["slow", "timeout", "oversized", "protocol"];
+/// Why a handshake was refused: the `reason` label of `cartflow_gateway_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No valid token.
+    Token,
+    /// A browser page from an Origin not allowed.
+    Origin,
+    /// `--max-clients` reached.
+    Full,
+}
+
+impl Refused {
+    pub const ALL: [Refused; 3] = [Refused::Token, Refused::Origin, Refused::Full];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Refused::Token => "token",
+            Refused::Origin => "origin",
+            Refused::Full => "full",
+        }
+    }
+}
+
+/// Why the gateway closed a client: the `reason` label of `cartflow_gateway_cut_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// It fell behind the live updates or did not take a write in time.
+    Slow,
+    /// It stopped answering pings.
+    Timeout,
+    /// It sent a message over `--max-message-bytes`.
+    Oversized,
+    /// It broke the WebSocket protocol.
+    Protocol,
+}
+
+impl Cut {
+    pub const ALL: [Cut; 4] = [Cut::Slow, Cut::Timeout, Cut::Oversized, Cut::Protocol];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Cut::Slow => "slow",
+            Cut::Timeout => "timeout",
+            Cut::Oversized => "oversized",
+            Cut::Protocol => "protocol",
+        }
+    }
+}
 
 impl Metrics {
     pub fn new(r: &Registry) -> Self {
         let metrics = Self::register(r);
-        for reason in REFUSED {
-            metrics.refused.with_label_values(&[reason]);
+        // Exported at zero from the start, so a dashboard shows 0 rather than no data.
+        for reason in Refused::ALL {
+            metrics.refused.with_label_values(&[reason.label()]);
         }
-        for reason in CUT {
-            metrics.cut.with_label_values(&[reason]);
+        for reason in Cut::ALL {
+            metrics.cut.with_label_values(&[reason.label()]);
         }
         metrics
     }

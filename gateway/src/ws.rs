@@ -21,6 +21,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
 use crate::hub::Channel;
+use crate::metrics::{Cut, Refused};
 use crate::server::AppState;
 
 mod reader;
@@ -94,27 +95,31 @@ pub async fn handler(
     Query(params): Query<WsParams>,
     State(state): State<AppState>,
 ) -> Response {
-    let refuse = |reason: &str, status: StatusCode, message: &'static str| {
-        state.metrics.refused.with_label_values(&[reason]).inc();
+    let refuse = |reason: Refused, status: StatusCode, message: &'static str| {
+        state
+            .metrics
+            .refused
+            .with_label_values(&[reason.label()])
+            .inc();
         (status, message).into_response()
     };
     if !authorised(state.token.as_deref(), params.token.as_deref(), &headers) {
         return refuse(
-            "token",
+            Refused::Token,
             StatusCode::UNAUTHORIZED,
             "A valid token is required.\n",
         );
     }
     if !origin_allowed(&state.allowed_origins, &headers) {
         return refuse(
-            "origin",
+            Refused::Origin,
             StatusCode::FORBIDDEN,
             "This Origin is not allowed.\n",
         );
     }
     let Ok(permit) = state.slots.clone().try_acquire_owned() else {
         return refuse(
-            "full",
+            Refused::Full,
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many clients; try again later.\n",
         );
@@ -146,19 +151,15 @@ async fn serve(
     m.connections.inc();
     let reason = client(socket, &state, channels).await;
     if let Some(reason) = reason {
-        m.cut.with_label_values(&[reason]).inc();
-        debug!(reason, "Closed a client.");
+        m.cut.with_label_values(&[reason.label()]).inc();
+        debug!(reason = reason.label(), "Closed a client.");
     }
     m.clients.dec();
 }
 
 /// Runs one client until it leaves or is cut; returns why it was cut. This task writes; a
 /// second one ([`reader`]) reads, so that a broadcast wakes only the writer.
-async fn client(
-    socket: WebSocket,
-    state: &AppState,
-    channels: Subscriptions,
-) -> Option<&'static str> {
+async fn client(socket: WebSocket, state: &AppState, channels: Subscriptions) -> Option<Cut> {
     let (mut sink, stream) = socket.split();
     let (snapshot, mut rx) = state.hub.subscribe();
     let channels = Arc::new(channels);
@@ -177,7 +178,7 @@ async fn client(
             Utf8Bytes::from_static(r#"{"type":"snapshot","seq":0,"data":null}"#)
         });
         if !deliver(&mut sink, send(first), state).await {
-            return Some("slow");
+            return Some(Cut::Slow);
         }
     }
     let ping_every = state.ping_every;
@@ -210,7 +211,7 @@ async fn client(
                         return too_slow(&mut sink).await;
                     }
                     if !deliver_all(&mut sink, batch, state).await {
-                        return Some("slow");
+                        return Some(Cut::Slow);
                     }
                 }
                 Ok(_) => {}
@@ -224,17 +225,17 @@ async fn client(
                 Ended::Left => return None,
                 Ended::TooBig => {
                     close(&mut sink, CLOSE_TOO_BIG, "message too big").await;
-                    return Some("oversized");
+                    return Some(Cut::Oversized);
                 }
-                Ended::Protocol => return Some("protocol"),
+                Ended::Protocol => return Some(Cut::Protocol),
             },
             _ = ping.tick() => {
                 if heard.silent_ms() > 2 * ping_every.as_millis() as u64 {
                     close(&mut sink, CLOSE_NO_PONG, "no pong").await;
-                    return Some("timeout");
+                    return Some(Cut::Timeout);
                 }
                 if !deliver(&mut sink, Message::Ping(Default::default()), state).await {
-                    return Some("slow");
+                    return Some(Cut::Slow);
                 }
             }
             () = &mut stopping => {
@@ -271,14 +272,14 @@ async fn deliver(sink: &mut Sink, message: Message, state: &AppState) -> bool {
 }
 
 /// Closes a client that fell off the end of the ring (4001); its reason for the metrics.
-async fn too_slow(sink: &mut Sink) -> Option<&'static str> {
+async fn too_slow(sink: &mut Sink) -> Option<Cut> {
     close(
         sink,
         CLOSE_TOO_SLOW,
         "too slow: fell behind the live updates",
     )
     .await;
-    Some("slow")
+    Some(Cut::Slow)
 }
 
 async fn close(sink: &mut Sink, code: u16, reason: &'static str) {

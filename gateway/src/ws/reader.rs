@@ -100,12 +100,20 @@ pub(super) async fn run(
             }
             Some(Ok(Message::Close(_))) | None => break Ended::Left,
             Some(Ok(_)) => heard.touch(),
-            // tungstenite refuses a message over the limit before reading it whole.
-            Some(Err(e)) if e.to_string().contains("Space limit exceeded") => break Ended::TooBig,
+            Some(Err(e)) if over_capacity(&e) => break Ended::TooBig,
             Some(Err(_)) => break Ended::Protocol,
         }
     };
     let _ = ended.send(how);
+}
+
+/// Whether tungstenite refused the message for its size (it does so before reading it whole),
+/// recognised by its error type under axum's.
+fn over_capacity(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    e.source()
+        .and_then(|s| s.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)))
 }
 
 #[derive(Debug, Deserialize)]
