@@ -247,6 +247,25 @@ pub async fn stored_event_ids(env: &TestEnv) -> std::collections::HashSet<Uuid> 
         .collect()
 }
 
+/// One "add to cart" of a jacket by `customer_id` at `price_cents`, now, with a new event id:
+/// the event the bad-input and delivery tests send by hand.
+pub fn cart_event(customer_id: i64, price_cents: i64) -> cartflow_schemas::CartEvent {
+    cartflow_schemas::CartEvent {
+        event_id: Uuid::new_v4(),
+        customer_id,
+        product_id: 1,
+        product_title: "Mens Cotton Jacket".into(),
+        product_price: cartflow_schemas::Money::from_cents(price_cents),
+        product_image: String::new(),
+        action: cartflow_schemas::Action::AddToCart,
+        description: "added".into(),
+        timestamp: chrono::Utc::now(),
+        session_id: None,
+        user_agent: None,
+        ip_address: None,
+    }
+}
+
 /// A listener on a free loopback port.
 pub async fn any_port() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bind port 0")

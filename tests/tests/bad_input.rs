@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use cartflow_common::kafka::{self, TopicSpec};
 use cartflow_consumer::dlq;
-use cartflow_schemas::{Action, CartEvent, Codec, Money};
-use cartflow_tests::{TestEnv, any_port, wait_until};
-use chrono::Utc;
+use cartflow_schemas::{CartEvent, Codec};
+use cartflow_tests::{TestEnv, any_port, cart_event, wait_until};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -15,20 +14,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 fn event(price_cents: i64) -> CartEvent {
-    CartEvent {
-        event_id: Uuid::new_v4(),
-        customer_id: 1,
-        product_id: 1,
-        product_title: "Mens Cotton Jacket".into(),
-        product_price: Money::from_cents(price_cents),
-        product_image: String::new(),
-        action: Action::AddToCart,
-        description: "added".into(),
-        timestamp: Utc::now(),
-        session_id: None,
-        user_agent: None,
-        ip_address: None,
-    }
+    cart_event(1, price_cents)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

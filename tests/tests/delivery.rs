@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use cartflow_common::kafka::{self, TopicSpec};
 use cartflow_consumer::dlq;
-use cartflow_schemas::{Action, CartEvent, Codec, Customer, Money};
-use cartflow_tests::{TestEnv, any_port, wait_until};
+use cartflow_schemas::{CartEvent, Codec, Customer, Money};
+use cartflow_tests::{TestEnv, any_port, cart_event, wait_until};
 use chrono::Utc;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -19,20 +19,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 fn event(customer_id: i64, price_cents: i64) -> CartEvent {
-    CartEvent {
-        event_id: Uuid::new_v4(),
-        customer_id,
-        product_id: 1,
-        product_title: "Mens Cotton Jacket".into(),
-        product_price: Money::from_cents(price_cents),
-        product_image: String::new(),
-        action: Action::AddToCart,
-        description: "added".into(),
-        timestamp: Utc::now(),
-        session_id: None,
-        user_agent: None,
-        ip_address: None,
-    }
+    cart_event(customer_id, price_cents)
 }
 
 /// A producer that may send records up to 2 MB (the client's default is 1,000,000 bytes).
