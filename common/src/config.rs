@@ -63,15 +63,28 @@ pub struct DatabaseArgs {
         default_value = DEFAULT_DATABASE_URL
     )]
     pub database_url: String,
-    /// Most connections the service opens to PostgreSQL.
-    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
-    pub database_pool_size: u16,
 }
 
 impl DatabaseArgs {
     pub fn new(url: impl Into<String>) -> Self {
         DatabaseArgs {
             database_url: url.into(),
+        }
+    }
+}
+
+/// How many connections a service with a pool keeps (the consumer, the gateway). The
+/// projector, `migrate` and `rebuild` use one connection each and do not take the flag.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct PoolArgs {
+    /// Most connections the service opens to PostgreSQL.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub database_pool_size: u16,
+}
+
+impl Default for PoolArgs {
+    fn default() -> Self {
+        PoolArgs {
             database_pool_size: 4,
         }
     }

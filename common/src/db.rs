@@ -9,7 +9,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use tracing::{info, warn};
 
 use crate::Error;
-use crate::config::DatabaseArgs;
+use crate::config::{DatabaseArgs, PoolArgs};
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -22,21 +22,21 @@ const MIGRATION_LOCK: i64 = 0x6361_7274_666c_6f77; // "cartflow"
 
 /// A pool of connections to `args.database_url`, checked with one connection now so that a
 /// missing server is reported at start-up with instructions, not at the first write.
-pub async fn pool(args: &DatabaseArgs) -> Result<Pool, Error> {
-    pool_with(args, parse(&args.database_url)?).await
+pub async fn pool(args: &DatabaseArgs, size: PoolArgs) -> Result<Pool, Error> {
+    pool_with(args, size, parse(&args.database_url)?).await
 }
 
 /// A pool whose sessions run without JIT compilation, set once per connection at start-up:
 /// for small, frequent statements over small tables, where the planner's estimates can be far
 /// off and a JIT-compiled plan costs tens of ms that the query itself does not. (It replaces
 /// any `options` the URL gives.)
-pub async fn pool_without_jit(args: &DatabaseArgs) -> Result<Pool, Error> {
+pub async fn pool_without_jit(args: &DatabaseArgs, size: PoolArgs) -> Result<Pool, Error> {
     let mut config = parse(&args.database_url)?;
     config.options("-c jit=off");
-    pool_with(args, config).await
+    pool_with(args, size, config).await
 }
 
-async fn pool_with(args: &DatabaseArgs, config: Config) -> Result<Pool, Error> {
+async fn pool_with(args: &DatabaseArgs, size: PoolArgs, config: Config) -> Result<Pool, Error> {
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -45,7 +45,7 @@ async fn pool_with(args: &DatabaseArgs, config: Config) -> Result<Pool, Error> {
         },
     );
     let pool = Pool::builder(manager)
-        .max_size(usize::from(args.database_pool_size))
+        .max_size(usize::from(size.database_pool_size))
         .build()
         .map_err(|e| Error::DatabaseUrl {
             url: redact(&args.database_url),

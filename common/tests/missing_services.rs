@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use cartflow_common::config::{DatabaseArgs, KafkaArgs};
+use cartflow_common::config::{DatabaseArgs, KafkaArgs, PoolArgs};
 
 #[tokio::test]
 async fn unreachable_postgres_says_how_to_start_it() {
-    let err = cartflow_common::db::pool(&DatabaseArgs::new(
-        "postgres://postgres:pw@127.0.0.1:1/cartflow",
-    ))
+    let err = cartflow_common::db::pool(
+        &DatabaseArgs::new("postgres://postgres:pw@127.0.0.1:1/cartflow"),
+        PoolArgs::default(),
+    )
     .await
     .expect_err("nothing listens on port 1");
     let msg = err.to_string();
@@ -39,9 +40,12 @@ async fn unreachable_kafka_says_how_to_start_it() {
 
 #[tokio::test]
 async fn a_bad_database_url_names_itself() {
-    let err = cartflow_common::db::pool(&DatabaseArgs::new("postgres://h:notaport/db"))
-        .await
-        .expect_err("bad url");
+    let err = cartflow_common::db::pool(
+        &DatabaseArgs::new("postgres://h:notaport/db"),
+        PoolArgs::default(),
+    )
+    .await
+    .expect_err("bad url");
     assert!(
         err.to_string().contains("not a valid PostgreSQL URL"),
         "{err}"

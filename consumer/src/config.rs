@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use cartflow_common::config::{DatabaseArgs, KafkaArgs, LogArgs, TopicArgs};
+use cartflow_common::config::{DatabaseArgs, KafkaArgs, LogArgs, PoolArgs, TopicArgs};
 use clap::{Args, Parser, Subcommand};
 
 /// Consumer-group member that writes the raw event log to PostgreSQL.
@@ -46,6 +46,8 @@ pub struct Config {
     pub topics: TopicArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub pool: PoolArgs,
     #[command(flatten)]
     pub log: LogArgs,
 

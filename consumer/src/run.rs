@@ -66,7 +66,7 @@ async fn consume(
         db::ensure_database(&config.database.database_url).await?;
         db::migrate(&config.database.database_url).await?;
     }
-    let pool = db::pool(&config.database).await?;
+    let pool = db::pool(&config.database, config.pool).await?;
     kafka::check_reachable(&config.kafka, Duration::from_secs(10)).await?;
     kafka::ensure_topics(
         &config.kafka,

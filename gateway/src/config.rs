@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use cartflow_common::config::{DatabaseArgs, KafkaArgs, LogArgs, TopicArgs};
+use cartflow_common::config::{DatabaseArgs, KafkaArgs, LogArgs, PoolArgs, TopicArgs};
 use clap::Parser;
 
 /// Serves the dashboard, the snapshot API, the WebSocket feed, /healthz and /metrics on one
@@ -12,6 +12,8 @@ use clap::Parser;
 pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub pool: PoolArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]

@@ -16,10 +16,11 @@ use cartflow_common::ops::{self, Health};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::hub::Hub;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Refused};
 use crate::ws::{self, Slots, WsParams};
 use crate::{Config, Error, analytics, assets, feed};
 
@@ -42,7 +43,10 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The fan-out, for publishing from outside (tests, embedders).
     pub hub: Arc<Hub>,
-    task: JoinHandle<Result<(), Error>>,
+    server: JoinHandle<Result<(), Error>>,
+    /// Every task the gateway started (the server, the analytics follower, the feed), so a
+    /// stop waits for all of its work.
+    tasks: TaskTracker,
 }
 
 impl Gateway {
@@ -55,13 +59,14 @@ impl Gateway {
     ) -> Result<Gateway, Error> {
         // The snapshot's views read small tables; JIT compiling their plans cost 25 ms or more
         // each (775 ms per snapshot instead of 53 ms).
-        let pool = db::pool_without_jit(&config.database).await?;
+        let pool = db::pool_without_jit(&config.database, config.pool).await?;
         let registry = ops::registry();
         let metrics = Metrics::new(&registry);
         let health = Health::default();
         let hub = Hub::new(config.client_queue as usize);
         let tick = Duration::from_millis(config.tick_ms);
-        tokio::spawn(analytics::run(
+        let tasks = TaskTracker::new();
+        tasks.spawn(analytics::run(
             config.database.database_url.clone(),
             pool.clone(),
             hub.clone(),
@@ -70,7 +75,7 @@ impl Gateway {
             shutdown.clone(),
         ));
         if !config.no_feed {
-            tokio::spawn(feed::run(
+            tasks.spawn(feed::run(
                 config.kafka.clone(),
                 config.topics.clone(),
                 hub.clone(),
@@ -93,7 +98,7 @@ impl Gateway {
         let addr = listener.local_addr()?;
         health.set_ready(true);
         info!(url = %format!("http://{addr}/"), "Dashboard ready.");
-        let task = tokio::spawn(async move {
+        let server = tasks.spawn(async move {
             // Pushes are small and latency matters: no Nagle delay behind an unacknowledged one.
             let listener = listener.tap_io(|tcp| {
                 if let Err(e) = tcp.set_nodelay(true) {
@@ -103,17 +108,26 @@ impl Gateway {
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await?;
-            info!("Gateway stopped.");
             Ok(())
         });
-        Ok(Gateway { addr, hub, task })
+        tasks.close();
+        Ok(Gateway {
+            addr,
+            hub,
+            server,
+            tasks,
+        })
     }
 
-    /// Waits until the server has stopped.
+    /// Waits until the server and every other task of the gateway have stopped.
     pub async fn stopped(self) -> Result<(), Error> {
-        self.task
+        let served = self
+            .server
             .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        self.tasks.wait().await;
+        info!("Gateway stopped.");
+        served
     }
 }
 
@@ -158,6 +172,11 @@ async fn api_snapshot(
     headers: HeaderMap,
 ) -> Response {
     if !ws::check_token(&state, &params, &headers) {
+        state
+            .metrics
+            .refused
+            .with_label_values(&[Refused::Token.label()])
+            .inc();
         return (StatusCode::UNAUTHORIZED, "A valid token is required.\n").into_response();
     }
     match state.hub.data() {
