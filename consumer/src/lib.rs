@@ -10,6 +10,7 @@
 //! any instant loses nothing, and a redelivery duplicates nothing.
 
 pub mod batch;
+mod committer;
 pub mod config;
 mod context;
 pub mod dlq;
@@ -18,6 +19,7 @@ mod lag;
 pub mod metrics;
 mod run;
 pub mod store;
+mod write;
 
 pub use config::{Cli, Command, Config, MigrateArgs};
 pub use error::Error;

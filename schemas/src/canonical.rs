@@ -3,17 +3,17 @@
 //!
 //! apache-avro 0.21's `canonical_form()` departs from the specification (upstream AVRO-4004):
 //! a type with a logical type stays an object (`{"type":"string"}` for a uuid) instead of the
-//! primitive's name, and a decimal keeps `precision` and `scale`, which [STRIP] removes. Its
+//! primitive's name, and a decimal keeps `precision` and `scale`, which \[STRIP\] removes. Its
 //! fingerprints therefore differ from every spec-following implementation's (Java's
 //! `SchemaNormalization.parsingFingerprint64`, fastavro), and single-object messages could not
 //! cross between them. The old fingerprints are still accepted on reading, as legacy
 //! ([`crate::Contract::legacy_fingerprint`]).
 //!
-//! The transformations, in the specification's words: [PRIMITIVES] primitive schemas in their
-//! simple form; [FULLNAMES] short names replaced by full names, namespaces dropped; [STRIP]
-//! only `type`, `name`, `fields`, `symbols`, `items`, `values`, `size` kept; [ORDER] in that
-//! order; [STRINGS] escapes replaced by their UTF-8 characters; [INTEGERS] no quotes or leading
-//! zeros; [WHITESPACE] none outside strings.
+//! The transformations, in the specification's words: \[PRIMITIVES\] primitive schemas in their
+//! simple form; \[FULLNAMES\] short names replaced by full names, namespaces dropped; \[STRIP\]
+//! only `type`, `name`, `fields`, `symbols`, `items`, `values`, `size` kept; \[ORDER\] in that
+//! order; \[STRINGS\] escapes replaced by their UTF-8 characters; \[INTEGERS\] no quotes or leading
+//! zeros; \[WHITESPACE\] none outside strings.
 
 use serde_json::Value;
 
@@ -205,7 +205,7 @@ fn full_name(name: &str, namespace: Option<&str>) -> String {
     }
 }
 
-/// A JSON string with only `"` and `\` (and control characters) escaped: [STRINGS] wants
+/// A JSON string with only `"` and `\` (and control characters) escaped: \[STRINGS\] wants
 /// every other character as itself, in UTF-8.
 fn write_str(s: &str, out: &mut String) {
     out.push('"');

@@ -266,6 +266,39 @@ pub fn cart_event(customer_id: i64, price_cents: i64) -> cartflow_schemas::CartE
     }
 }
 
+/// A gateway on a free port reading `database_url`, with `flags` after `--database-url`,
+/// stopped by `shutdown`; returned once its first snapshot is read.
+pub async fn spawn_gateway(
+    database_url: &str,
+    flags: &[String],
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> cartflow_gateway::Gateway {
+    use clap::Parser;
+    let mut args = vec![
+        "cartflow-gateway".to_owned(),
+        "--database-url".into(),
+        database_url.to_owned(),
+    ];
+    args.extend(flags.iter().cloned());
+    let config = cartflow_gateway::Config::try_parse_from(args).expect("gateway flags");
+    let gateway = cartflow_gateway::Gateway::start(config, any_port().await, shutdown.clone())
+        .await
+        .expect("start the gateway");
+    let hub = gateway.hub.clone();
+    wait_until(
+        "the gateway's first snapshot",
+        Duration::from_secs(10),
+        || async { hub.data().is_some() },
+    )
+    .await;
+    gateway
+}
+
+/// `&str` flags as owned strings, for [`spawn_gateway`].
+pub fn flags(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
 /// A listener on a free loopback port.
 pub async fn any_port() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bind port 0")

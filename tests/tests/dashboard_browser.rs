@@ -8,10 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use cartflow_gateway::{Config, Gateway};
+use cartflow_tests::TestDb;
 use cartflow_tests::analytics::{insert_events, project_everything};
-use cartflow_tests::{TestDb, any_port};
-use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -172,19 +170,13 @@ async fn the_dashboard_shows_the_snapshot_and_updates_live() {
     let db = TestDb::new().await;
     let mut pg = db.client().await;
     add_events(&mut pg, 0, 2_000).await;
-    let config = Config::try_parse_from([
-        "cartflow-gateway",
-        "--database-url",
-        &db.url,
-        "--no-feed",
-        "--tick-ms",
-        "50",
-    ])
-    .expect("flags");
     let shutdown = CancellationToken::new();
-    let gateway = Gateway::start(config, any_port().await, shutdown.clone())
-        .await
-        .expect("gateway");
+    let gateway = cartflow_tests::spawn_gateway(
+        &db.url,
+        &cartflow_tests::flags(&["--no-feed", "--tick-ms", "50"]),
+        &shutdown,
+    )
+    .await;
     let base = format!("http://{}", gateway.addr);
     let (_browser, port) = chromium(&format!("{base}/"));
     let mut page = Page::open(port).await;

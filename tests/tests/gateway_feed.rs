@@ -4,9 +4,7 @@
 use std::time::{Duration, Instant};
 
 use cartflow_common::kafka::{self, TopicSpec};
-use cartflow_gateway::{Config, Gateway};
 use cartflow_tests::{FAKESTORE_PRODUCTS, TestEnv, any_port, serve_catalogue};
-use clap::Parser;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -25,19 +23,10 @@ async fn published_events_reach_websocket_clients_as_feed_messages() {
     )
     .await
     .expect("create the topic");
-    let mut args = vec![
-        "cartflow-gateway".to_owned(),
-        "--database-url".into(),
-        env.database_url.clone(),
-        "--tick-ms".into(),
-        "50".into(),
-    ];
+    let mut args = cartflow_tests::flags(&["--tick-ms", "50"]);
     args.extend(env.kafka_flags());
-    let config = Config::try_parse_from(args).expect("gateway flags");
     let shutdown = CancellationToken::new();
-    let gateway = Gateway::start(config, any_port().await, shutdown.clone())
-        .await
-        .expect("gateway");
+    let gateway = cartflow_tests::spawn_gateway(&env.database_url, &args, &shutdown).await;
     let url = format!("ws://{}/ws?channels=feed", gateway.addr);
     let (mut client, _) = tokio_tungstenite::connect_async(url)
         .await

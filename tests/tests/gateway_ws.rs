@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
+use cartflow_gateway::Gateway;
 use cartflow_gateway::hub::Channel;
-use cartflow_gateway::{Config, Gateway};
+use cartflow_tests::TestDb;
 use cartflow_tests::analytics::{insert_events, project_everything};
-use cartflow_tests::{TestDb, any_port};
-use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -22,26 +21,10 @@ type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn start(db: &TestDb, extra: &[&str]) -> (Gateway, CancellationToken) {
-    let mut args = vec![
-        "cartflow-gateway",
-        "--database-url",
-        &db.url,
-        "--no-feed",
-        "--tick-ms",
-        "20",
-    ];
-    args.extend(extra);
-    let config = Config::try_parse_from(args).expect("gateway flags");
+    let mut args = cartflow_tests::flags(&["--no-feed", "--tick-ms", "20"]);
+    args.extend(cartflow_tests::flags(extra));
     let shutdown = CancellationToken::new();
-    let gateway = Gateway::start(config, any_port().await, shutdown.clone())
-        .await
-        .expect("start the gateway");
-    // The first snapshot is read right after start.
-    let hub = gateway.hub.clone();
-    cartflow_tests::wait_until("the first snapshot", Duration::from_secs(10), || async {
-        hub.data().is_some()
-    })
-    .await;
+    let gateway = cartflow_tests::spawn_gateway(&db.url, &args, &shutdown).await;
     (gateway, shutdown)
 }
 
@@ -365,24 +348,11 @@ async fn the_gateway_works_with_a_read_only_role_even_after_a_rebuild() {
         .await;
     assert!(write.is_err(), "the role cannot write");
 
-    let config = Config::try_parse_from([
-        "cartflow-gateway",
-        "--database-url",
-        &reader_url,
-        "--no-feed",
-        "--tick-ms",
-        "20",
-    ])
-    .unwrap();
     let shutdown = CancellationToken::new();
-    let gateway = Gateway::start(config, any_port().await, shutdown.clone())
-        .await
-        .expect("start the gateway as the reader");
-    let hub = gateway.hub.clone();
-    cartflow_tests::wait_until(
-        "the reader's first snapshot",
-        Duration::from_secs(10),
-        || async { hub.data().is_some() },
+    let gateway = cartflow_tests::spawn_gateway(
+        &reader_url,
+        &cartflow_tests::flags(&["--no-feed", "--tick-ms", "20"]),
+        &shutdown,
     )
     .await;
     let mut client = connect(&gateway, "?channels=analytics").await;

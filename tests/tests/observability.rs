@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cartflow_gateway::Gateway;
 use cartflow_tests::{FAKESTORE_PRODUCTS, TestEnv, any_port, serve_catalogue, wait_until};
 use clap::Parser;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -387,19 +386,7 @@ async fn prometheus_scrapes_the_stack_and_every_dashboard_query_and_alert_has_da
         projector_ops,
         stop.clone(),
     ));
-    let mut gateway_args = vec![
-        "cartflow-gateway".to_owned(),
-        "--database-url".into(),
-        env.database_url.clone(),
-    ];
-    gateway_args.extend(env.kafka_flags());
-    let gateway = Gateway::start(
-        cartflow_gateway::Config::try_parse_from(gateway_args).expect("gateway flags"),
-        any_port().await,
-        stop.clone(),
-    )
-    .await
-    .expect("gateway");
+    let gateway = cartflow_tests::spawn_gateway(&env.database_url, &env.kafka_flags(), &stop).await;
     let gateway_addr = gateway.addr.to_string();
     tokio::spawn(cartflow_producer::run(
         producer_config,
