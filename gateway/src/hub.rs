@@ -79,7 +79,7 @@ impl Hub {
     /// Stores a new snapshot and broadcasts what changed. Returns the number of changed keys.
     pub fn publish_snapshot(&self, data: Map<String, Value>) -> usize {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let changes = crate::snapshot::changes(&current.data, &data);
+        let changes = changes(&current.data, &data);
         if changes.is_empty() && current.message.is_some() {
             return 0;
         }
@@ -119,4 +119,26 @@ impl Hub {
 
 fn text(v: &Value) -> Utf8Bytes {
     Utf8Bytes::from(v.to_string())
+}
+
+/// The keys of `new` whose value differs from `old`, with their new values.
+pub fn changes(old: &Map<String, Value>, new: &Map<String, Value>) -> Map<String, Value> {
+    new.iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_carry_only_what_changed() {
+        let old = json!({"kpis": {"events": 1}, "peaks": []});
+        let new = json!({"kpis": {"events": 2}, "peaks": []});
+        let d = changes(old.as_object().unwrap(), new.as_object().unwrap());
+        assert_eq!(Value::Object(d), json!({"kpis": {"events": 2}}));
+    }
 }

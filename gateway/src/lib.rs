@@ -4,13 +4,16 @@
 //! WebSocket feed (`/ws`), `/healthz` and `/metrics`. It only reads: PostgreSQL (the
 //! projector's views, refreshed on its NOTIFY) and the cart-events topic (the live feed).
 //!
-//! - [`snapshot`] reads the analytics in one statement and finds what changed;
-//! - [`hub`] serialises each update once and fans it out through a bounded ring;
+//! - [`snapshot`] reads the analytics in one statement;
+//! - [`hub`] finds what changed, serialises each update once and fans it out through a
+//!   bounded ring;
 //! - [`analytics`] and [`feed`] feed the hub, coalesced per tick;
-//! - [`ws`] checks handshakes and runs each client (queue, pings, limits).
+//! - [`auth`] is the token layer on `/api/snapshot` and `/ws`, and the Origin rule;
+//! - [`ws`] checks the rest of a handshake and runs each client (queue, pings, limits).
 
 pub mod analytics;
 mod assets;
+pub mod auth;
 pub mod config;
 mod error;
 pub mod feed;
@@ -18,8 +21,9 @@ pub mod hub;
 pub mod metrics;
 mod server;
 pub mod snapshot;
+mod state;
 pub mod ws;
 
 pub use config::Config;
 pub use error::Error;
-pub use server::{AppState, Gateway, router, run};
+pub use server::{Gateway, run};

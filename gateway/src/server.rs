@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use cartflow_common::db;
@@ -19,23 +20,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+use crate::auth::{self, Access};
 use crate::hub::Hub;
-use crate::metrics::{Metrics, Refused};
-use crate::ws::{self, Slots, WsParams};
-use crate::{Config, Error, analytics, assets, feed};
-
-/// What every handler shares.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub hub: Arc<Hub>,
-    pub metrics: Metrics,
-    pub token: Option<String>,
-    pub allowed_origins: Arc<Vec<String>>,
-    pub slots: Slots,
-    pub max_message_bytes: usize,
-    pub ping_every: Duration,
-    pub shutdown: CancellationToken,
-}
+use crate::metrics::Metrics;
+use crate::state::Shared;
+use crate::{Config, Error, analytics, assets, feed, ws};
 
 /// A running gateway.
 #[derive(Debug)]
@@ -84,17 +73,22 @@ impl Gateway {
                 shutdown.clone(),
             ));
         }
-        let state = AppState {
+        let shared = Shared {
             hub: hub.clone(),
-            metrics,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let access = Access {
             token: config.token.clone(),
             allowed_origins: Arc::new(config.allowed_origins.clone()),
+            metrics,
+        };
+        let limits = ws::Limits {
             slots: Arc::new(tokio::sync::Semaphore::new(config.max_clients as usize)),
             max_message_bytes: config.max_message_bytes as usize,
             ping_every: Duration::from_secs(config.ping_secs),
-            shutdown: shutdown.clone(),
         };
-        let app = router(state).merge(ops::router(registry, health.clone()));
+        let app = router(shared, access, limits).merge(ops::router(registry, health.clone()));
         let addr = listener.local_addr()?;
         health.set_ready(true);
         info!(url = %format!("http://{addr}/"), "Dashboard ready.");
@@ -143,15 +137,27 @@ pub async fn run(
         .await
 }
 
-/// The gateway's own routes.
-pub fn router(state: AppState) -> Router {
+/// The gateway's own routes: the dashboard's files open to all, the data behind the token.
+fn router(shared: Shared, access: Access, limits: ws::Limits) -> Router {
+    let ws_state = ws::WsState {
+        shared: shared.clone(),
+        limits,
+        access: access.clone(),
+    };
+    let protected = Router::new()
+        .route("/api/snapshot", get(api_snapshot))
+        .with_state(shared)
+        .merge(
+            Router::new()
+                .route("/ws", get(ws::handler))
+                .with_state(ws_state),
+        )
+        .layer(middleware::from_fn_with_state(access, auth::require_token));
     Router::new()
         .route("/", get(|| async { Html(assets::INDEX_HTML) }))
         .route("/dashboard.js", get(|| async { js(assets::DASHBOARD_JS) }))
         .route("/echarts.min.js", get(|| async { js(assets::ECHARTS_JS) }))
-        .route("/api/snapshot", get(api_snapshot))
-        .route("/ws", get(ws::handler))
-        .with_state(state)
+        .merge(protected)
 }
 
 fn js(body: &'static str) -> Response {
@@ -166,20 +172,8 @@ fn js(body: &'static str) -> Response {
 }
 
 /// The snapshot document the WebSocket clients get first (`docs/gateway.md`).
-async fn api_snapshot(
-    State(state): State<AppState>,
-    Query(params): Query<WsParams>,
-    headers: HeaderMap,
-) -> Response {
-    if !ws::check_token(&state, &params, &headers) {
-        state
-            .metrics
-            .refused
-            .with_label_values(&[Refused::Token.label()])
-            .inc();
-        return (StatusCode::UNAUTHORIZED, "A valid token is required.\n").into_response();
-    }
-    match state.hub.data() {
+async fn api_snapshot(State(shared): State<Shared>) -> Response {
+    match shared.hub.data() {
         Some(text) => (
             [(header::CONTENT_TYPE, "application/json")],
             text.as_str().to_owned(),

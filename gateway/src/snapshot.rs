@@ -90,25 +90,3 @@ pub async fn load(pool: &Pool) -> Result<Map<String, Value>, Error> {
         _ => Err(Error::Snapshot("not a JSON object".into())),
     }
 }
-
-/// The keys of `new` whose value differs from `old`, with their new values.
-pub fn changes(old: &Map<String, Value>, new: &Map<String, Value>) -> Map<String, Value> {
-    new.iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn changes_carry_only_what_changed() {
-        let old = json!({"kpis": {"events": 1}, "peaks": []});
-        let new = json!({"kpis": {"events": 2}, "peaks": []});
-        let d = changes(old.as_object().unwrap(), new.as_object().unwrap());
-        assert_eq!(Value::Object(d), json!({"kpis": {"events": 2}}));
-    }
-}

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
@@ -20,9 +20,10 @@ use tokio::sync::oneshot;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
+use crate::auth::{Access, origin_allowed};
 use crate::hub::Channel;
 use crate::metrics::{Cut, Refused};
-use crate::server::AppState;
+use crate::state::Shared;
 
 mod reader;
 
@@ -35,90 +36,49 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// The subprotocol the gateway speaks; browsers must offer it beside a token protocol.
 pub const PROTOCOL: &str = "cartflow.v1";
-const TOKEN_PROTOCOL_PREFIX: &str = "cartflow.token.";
 /// A write that takes longer than this means the peer stopped reading.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most messages written to one client in one system call.
 const MAX_BATCH: usize = 16;
 
+/// The WebSocket's own limits (`--max-clients`, `--max-message-bytes`, `--ping-secs`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub slots: Slots,
+    pub max_message_bytes: usize,
+    pub ping_every: Duration,
+}
+
+/// What `/ws` needs: the shared state, its limits, and the Origin rule.
+#[derive(Debug, Clone)]
+pub struct WsState {
+    pub shared: Shared,
+    pub limits: Limits,
+    pub access: Access,
+}
+
 #[derive(Debug, Default, Deserialize)]
-pub struct WsParams {
-    token: Option<String>,
+pub struct WsQuery {
     channels: Option<String>,
 }
 
-/// Whether the request carries the configured token (query, subprotocol or bearer header).
-pub fn authorised(expected: Option<&str>, query_token: Option<&str>, headers: &HeaderMap) -> bool {
-    let Some(expected) = expected else {
-        return true;
-    };
-    let from_protocol = headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .filter_map(|p| {
-            p.trim()
-                .strip_prefix(TOKEN_PROTOCOL_PREFIX)
-                .map(str::to_owned)
-        });
-    let from_bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    query_token
-        .map(str::to_owned)
-        .into_iter()
-        .chain(from_protocol)
-        .chain(from_bearer)
-        .any(|t| t == expected)
-}
-
-/// Browsers send an Origin: it must be this gateway's own or in the allow-list. Clients
-/// that send none (not browsers) are let in.
-fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    if allowed.iter().any(|a| a == origin) {
-        return true;
-    }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    host.is_some() && origin_host == host
-}
-
+/// The handshake (the token was checked by the `auth` layer before it): the Origin, a free
+/// slot, then the upgrade.
 pub async fn handler(
     ws: WebSocketUpgrade,
     headers: HeaderMap,
-    Query(params): Query<WsParams>,
-    State(state): State<AppState>,
+    Query(params): Query<WsQuery>,
+    State(state): State<WsState>,
 ) -> Response {
-    let refuse = |reason: Refused, status: StatusCode, message: &'static str| {
-        state
-            .metrics
-            .refused
-            .with_label_values(&[reason.label()])
-            .inc();
-        (status, message).into_response()
-    };
-    if !authorised(state.token.as_deref(), params.token.as_deref(), &headers) {
-        return refuse(
-            Refused::Token,
-            StatusCode::UNAUTHORIZED,
-            "A valid token is required.\n",
-        );
-    }
-    if !origin_allowed(&state.allowed_origins, &headers) {
-        return refuse(
+    if !origin_allowed(&state.access.allowed_origins, &headers) {
+        return state.access.refuse(
             Refused::Origin,
             StatusCode::FORBIDDEN,
             "This Origin is not allowed.\n",
         );
     }
-    let Ok(permit) = state.slots.clone().try_acquire_owned() else {
-        return refuse(
+    let Ok(permit) = state.limits.slots.clone().try_acquire_owned() else {
+        return state.access.refuse(
             Refused::Full,
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many clients; try again later.\n",
@@ -128,7 +88,7 @@ pub async fn handler(
         Some(list) => Subscriptions::new(list.split(',').filter_map(|c| Channel::parse(c.trim()))),
         None => Subscriptions::new([Channel::Analytics, Channel::Feed]),
     };
-    let max = state.max_message_bytes;
+    let max = state.limits.max_message_bytes;
     ws.protocols([PROTOCOL])
         .max_message_size(max)
         .max_frame_size(max)
@@ -142,11 +102,11 @@ pub async fn handler(
 
 async fn serve(
     socket: WebSocket,
-    state: AppState,
+    state: WsState,
     channels: Subscriptions,
     _permit: OwnedSemaphorePermit,
 ) {
-    let m = &state.metrics;
+    let m = &state.shared.metrics;
     m.clients.inc();
     m.connections.inc();
     let reason = client(socket, &state, channels).await;
@@ -159,9 +119,9 @@ async fn serve(
 
 /// Runs one client until it leaves or is cut; returns why it was cut. This task writes; a
 /// second one ([`reader`]) reads, so that a broadcast wakes only the writer.
-async fn client(socket: WebSocket, state: &AppState, channels: Subscriptions) -> Option<Cut> {
+async fn client(socket: WebSocket, state: &WsState, channels: Subscriptions) -> Option<Cut> {
     let (mut sink, stream) = socket.split();
-    let (snapshot, mut rx) = state.hub.subscribe();
+    let (snapshot, mut rx) = state.shared.hub.subscribe();
     let channels = Arc::new(channels);
     let heard = Arc::new(Heard::now());
     let (ended_tx, mut ended) = oneshot::channel();
@@ -181,12 +141,12 @@ async fn client(socket: WebSocket, state: &AppState, channels: Subscriptions) ->
             return Some(Cut::Slow);
         }
     }
-    let ping_every = state.ping_every;
+    let ping_every = state.limits.ping_every;
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
     // Created once: a new `cancelled()` per loop would register and unregister a waiter on
     // the token (a lock shared by every client) for every message sent.
-    let stopping = state.shutdown.cancelled();
+    let stopping = state.shared.shutdown.cancelled();
     tokio::pin!(stopping);
     loop {
         tokio::select! {
@@ -250,7 +210,7 @@ type Sink = futures::stream::SplitSink<WebSocket, Message>;
 
 /// Writes `messages` and flushes once. False when the client does not take them within
 /// [`SEND_TIMEOUT`].
-async fn deliver_all(sink: &mut Sink, messages: Vec<Message>, state: &AppState) -> bool {
+async fn deliver_all(sink: &mut Sink, messages: Vec<Message>, state: &WsState) -> bool {
     let n = messages.len() as u64;
     let write = async {
         for m in messages {
@@ -260,14 +220,14 @@ async fn deliver_all(sink: &mut Sink, messages: Vec<Message>, state: &AppState) 
     };
     match tokio::time::timeout(SEND_TIMEOUT, write).await {
         Ok(Ok(())) => {
-            state.metrics.sent.inc_by(n);
+            state.shared.metrics.sent.inc_by(n);
             true
         }
         _ => false,
     }
 }
 
-async fn deliver(sink: &mut Sink, message: Message, state: &AppState) -> bool {
+async fn deliver(sink: &mut Sink, message: Message, state: &WsState) -> bool {
     deliver_all(sink, vec![message], state).await
 }
 
@@ -292,11 +252,6 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
         sink.send(Message::Close(Some(frame))),
     )
     .await;
-}
-
-/// Used by `/api/snapshot` too.
-pub fn check_token(state: &AppState, params: &WsParams, headers: &HeaderMap) -> bool {
-    authorised(state.token.as_deref(), params.token.as_deref(), headers)
 }
 
 pub type Slots = Arc<tokio::sync::Semaphore>;
