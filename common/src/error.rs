@@ -41,6 +41,39 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether retrying later may succeed: the one rule every service uses
+    /// ([`crate::retry`]).
+    pub fn class(&self) -> crate::retry::Class {
+        use crate::retry::{self, Class};
+        match self {
+            Error::Database(e) | Error::Pool(deadpool_postgres::PoolError::Backend(e)) => {
+                retry::classify_db(e)
+            }
+            Error::Pool(_) | Error::DatabaseUnreachable { .. } | Error::KafkaUnreachable { .. } => {
+                Class::Transient
+            }
+            Error::Kafka(e) => retry::classify_kafka(e),
+            _ => Class::Permanent,
+        }
+    }
+
+    /// The PostgreSQL error inside, if this is one.
+    pub fn database(&self) -> Option<&tokio_postgres::Error> {
+        match self {
+            Error::Database(e) | Error::Pool(deadpool_postgres::PoolError::Backend(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A refusal PostgreSQL explained (SQLSTATE, its message) as the operator should read it,
+    /// with what to do; anything else as it is.
+    pub fn explained(self, url: &str) -> Error {
+        match self.database() {
+            Some(e) if e.as_db_error().is_some() => Error::database_connect(url, e),
+            _ => self,
+        }
+    }
+
     /// A connection or pool error as the operator should read it: a server that answered and
     /// said no (a wrong password, a missing database) is not "unreachable".
     pub fn database_connect(url: &str, e: &tokio_postgres::Error) -> Error {
@@ -57,4 +90,27 @@ impl Error {
             },
         }
     }
+}
+
+/// Gives a service's error enum (which wraps this one as `Common`) the conversions from the
+/// drivers' errors, so each is wrapped once, in this type, whatever the crate.
+#[macro_export]
+macro_rules! wrap_driver_errors {
+    ($error:ty) => {
+        impl From<$crate::drivers::tokio_postgres::Error> for $error {
+            fn from(e: $crate::drivers::tokio_postgres::Error) -> Self {
+                Self::Common(e.into())
+            }
+        }
+        impl From<$crate::drivers::deadpool_postgres::PoolError> for $error {
+            fn from(e: $crate::drivers::deadpool_postgres::PoolError) -> Self {
+                Self::Common(e.into())
+            }
+        }
+        impl From<$crate::drivers::rdkafka::error::KafkaError> for $error {
+            fn from(e: $crate::drivers::rdkafka::error::KafkaError) -> Self {
+                Self::Common(e.into())
+            }
+        }
+    };
 }

@@ -21,3 +21,12 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use error::Error;
+
+/// The driver crates whose errors [`wrap_driver_errors!`] converts, re-exported so the macro
+/// works in a crate that does not depend on all of them.
+#[doc(hidden)]
+pub mod drivers {
+    pub use deadpool_postgres;
+    pub use rdkafka;
+    pub use tokio_postgres;
+}

@@ -257,7 +257,7 @@ async fn insert_events_or_refuse(
             tx.batch_execute("RELEASE SAVEPOINT bulk_events").await?;
             return Ok(stored);
         }
-        Err(Error::Database(e)) if is_refusal(&e) => {
+        Err(e) if e.database().is_some_and(is_refusal) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT bulk_events")
                 .await?;
         }
@@ -271,10 +271,11 @@ async fn insert_events_or_refuse(
                 tx.batch_execute("RELEASE SAVEPOINT row_write").await?;
                 stored += n;
             }
-            Err(Error::Database(e)) if is_refusal(&e) => {
+            Err(e) if e.database().is_some_and(is_refusal) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT row_write").await?;
                 let what = format!("event {} refused", event.event.event_id);
-                refused.push(refusal(&event.raw, &what, &e));
+                let db = e.database().expect("checked above");
+                refused.push(refusal(&event.raw, &what, db));
             }
             Err(e) => return Err(e),
         }

@@ -4,10 +4,6 @@
 pub enum Error {
     #[error(transparent)]
     Common(#[from] cartflow_common::Error),
-    #[error("PostgreSQL error: {0}")]
-    Database(#[from] tokio_postgres::Error),
-    #[error("PostgreSQL pool error: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("The analytics snapshot is not valid JSON: {0}")]
@@ -15,3 +11,5 @@ pub enum Error {
     #[error("The analytics snapshot is malformed: {0}")]
     Snapshot(String),
 }
+
+cartflow_common::wrap_driver_errors!(Error);

@@ -4,8 +4,6 @@
 pub enum Error {
     #[error(transparent)]
     Common(#[from] cartflow_common::Error),
-    #[error("Kafka error: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
     #[error("Could not encode a {what}: {source}")]
     Encode {
         what: &'static str,
@@ -18,3 +16,5 @@ pub enum Error {
     #[error("{undelivered} messages were not delivered before the deadline")]
     Undelivered { undelivered: usize },
 }
+
+cartflow_common::wrap_driver_errors!(Error);

@@ -1,13 +1,11 @@
 //! The crate's one error type.
 
-use cartflow_common::retry::{self, Class};
+use cartflow_common::retry::Class;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Common(#[from] cartflow_common::Error),
-    #[error("PostgreSQL error: {0}")]
-    Database(#[from] tokio_postgres::Error),
     #[error("events holds an action the projector does not know: {0:?}")]
     UnknownAction(String),
     #[error("Another rebuild is running on this database; wait for it to finish")]
@@ -23,16 +21,15 @@ pub enum Error {
     ConnectionLost,
 }
 
+cartflow_common::wrap_driver_errors!(Error);
+
 impl Error {
     /// Whether a reconnect may cure it (the server went away or restarted) or it fails the
     /// same way until someone acts. One rule for every service: [`cartflow_common::retry`].
     pub fn class(&self) -> Class {
         match self {
             Error::ConnectionLost => Class::Transient,
-            Error::Database(e) | Error::Common(cartflow_common::Error::Database(e)) => {
-                retry::classify_db(e)
-            }
-            Error::Common(cartflow_common::Error::DatabaseUnreachable { .. }) => Class::Transient,
+            Error::Common(e) => e.class(),
             _ => Class::Permanent,
         }
     }
@@ -40,13 +37,9 @@ impl Error {
     /// A PostgreSQL refusal as the operator should read it: SQLSTATE, PostgreSQL's own
     /// message and what to do (tokio-postgres's Display says only "db error").
     pub fn explained(self, url: &str) -> Error {
-        match &self {
-            Error::Database(e) | Error::Common(cartflow_common::Error::Database(e))
-                if e.as_db_error().is_some() =>
-            {
-                Error::Common(cartflow_common::Error::database_connect(url, e))
-            }
-            _ => self,
+        match self {
+            Error::Common(e) => Error::Common(e.explained(url)),
+            other => other,
         }
     }
 }
