@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use cartflow_common::DatabaseUrl;
 use cartflow_common::config::{KafkaArgs, TopicArgs};
 use cartflow_common::db;
 use cartflow_common::kafka::{self, TopicSpec};
@@ -17,9 +18,14 @@ use tokio_util::sync::CancellationToken;
 use crate::producer::simulator;
 use crate::report::StageResult;
 
+/// The database `name` on `base_url`'s server.
+pub(crate) fn database(base_url: &str, name: &str) -> anyhow::Result<DatabaseUrl> {
+    Ok(base_url.parse::<DatabaseUrl>()?.with_dbname(name))
+}
+
 /// A fresh, migrated database on `base_url`'s server; returns its URL.
-pub(crate) async fn fresh_database(base_url: &str, name: &str) -> anyhow::Result<String> {
-    let url = db::with_database(base_url, name);
+pub(crate) async fn fresh_database(base_url: &str, name: &str) -> anyhow::Result<DatabaseUrl> {
+    let url = database(base_url, name)?;
     db::ensure_database(&url).await?;
     db::migrate(&url).await?;
     Ok(url)
@@ -97,6 +103,7 @@ pub(crate) async fn cartflow(
 ) -> anyhow::Result<StageResult> {
     let name = format!("cartflow_bench_{}", uuid::Uuid::new_v4().simple());
     let url = fresh_database(base_url, &name).await?;
+    let connection = url.connection_string();
     // Counted from the consumers' NOTIFY payloads (rows stored per batch): polling
     // count(*) would take a core from the database being measured.
     let (client, mut stored_batches) = db::listen(&url, db::EVENTS_CHANNEL).await?;
@@ -110,7 +117,7 @@ pub(crate) async fn cartflow(
             "--kafka-brokers",
             brokers,
             "--database-url",
-            &url,
+            &connection,
             "--cart-events-topic",
             &t.cart_events_topic,
             "--customers-topic",

@@ -37,7 +37,7 @@ pub(crate) fn now_micros() -> u64 {
 /// The cartflow server child: the gateway with a fresh database and no Kafka feed.
 pub(crate) async fn serve(base_url: &str) -> anyhow::Result<()> {
     let name = format!("cartflow_bench_{}", uuid::Uuid::new_v4().simple());
-    let url = fresh_database(base_url, &name).await?;
+    let url = fresh_database(base_url, &name).await?.connection_string();
     let config = Config::try_parse_from([
         "cartflow-gateway",
         "--database-url",

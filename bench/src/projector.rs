@@ -69,7 +69,11 @@ pub(crate) async fn prepare(base_url: &str, prefix: &str, events: u64) -> anyhow
 }
 
 pub(crate) async fn cleanup(base_url: &str, prefix: &str) -> anyhow::Result<()> {
-    db::drop_database(&db::with_database(base_url, &database_name(prefix))).await?;
+    db::drop_database(&crate::consumer::database(
+        base_url,
+        &database_name(prefix),
+    )?)
+    .await?;
     Ok(())
 }
 
@@ -79,7 +83,11 @@ pub(crate) async fn incremental(
     prefix: &str,
     events: u64,
 ) -> anyhow::Result<StageResult> {
-    let mut client = db::connect(&db::with_database(base_url, &database_name(prefix))).await?;
+    let mut client = db::connect(&crate::consumer::database(
+        base_url,
+        &database_name(prefix),
+    )?)
+    .await?;
     let steps = Histogram::with_opts(
         HistogramOpts::new("step", "step")
             .buckets(prometheus::exponential_buckets(0.0005, 2.0, 20)?),
@@ -113,7 +121,11 @@ pub(crate) async fn rebuild(
     prefix: &str,
     events: u64,
 ) -> anyhow::Result<StageResult> {
-    let mut client = db::connect(&db::with_database(base_url, &database_name(prefix))).await?;
+    let mut client = db::connect(&crate::consumer::database(
+        base_url,
+        &database_name(prefix),
+    )?)
+    .await?;
     let started = Instant::now();
     let rebuilt =
         cartflow_projector::rebuild::rebuild(&mut client, CHUNK_EVENTS, &CancellationToken::new())
@@ -137,7 +149,11 @@ pub(crate) async fn baseline(
     prefix: &str,
     events: u64,
 ) -> anyhow::Result<StageResult> {
-    let client = db::connect(&db::with_database(base_url, &database_name(prefix))).await?;
+    let client = db::connect(&crate::consumer::database(
+        base_url,
+        &database_name(prefix),
+    )?)
+    .await?;
     let started = Instant::now();
     let row = client
         .query_one(

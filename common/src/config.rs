@@ -2,6 +2,8 @@
 
 use clap::{Args, ValueEnum};
 
+use crate::DatabaseUrl;
+
 /// The broker a service uses when neither `--kafka-brokers` nor `KAFKA_BROKERS` says (the same
 /// as deploy/local/defaults.env, which a test checks).
 pub const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
@@ -56,20 +58,43 @@ impl TopicArgs {
 /// Where PostgreSQL is.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// PostgreSQL connection URL.
+    /// PostgreSQL connection URL (or libpq key=value settings).
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = DEFAULT_DATABASE_URL
+        default_value = DEFAULT_DATABASE_URL,
+        value_parser = DatabaseUrlParser
     )]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 }
 
-impl DatabaseArgs {
-    pub fn new(url: impl Into<String>) -> Self {
-        DatabaseArgs {
-            database_url: url.into(),
-        }
+/// Parses `--database-url` once, at the edge. Its error never repeats the value (clap's own
+/// would, password and all).
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseUrlParser;
+
+impl clap::builder::TypedValueParser for DatabaseUrlParser {
+    type Value = DatabaseUrl;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<DatabaseUrl, clap::Error> {
+        use clap::error::ErrorKind;
+        let text = value.to_str().ok_or_else(|| {
+            clap::Error::raw(
+                ErrorKind::InvalidUtf8,
+                "--database-url (DATABASE_URL) is not valid UTF-8\n",
+            )
+        })?;
+        text.parse().map_err(|e| {
+            clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!("--database-url (DATABASE_URL): {e}\n"),
+            )
+        })
     }
 }
 

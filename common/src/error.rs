@@ -14,7 +14,7 @@ pub enum Error {
         message: String,
         hint: &'static str,
     },
-    #[error("DATABASE_URL {url} is not a valid PostgreSQL URL: {reason}")]
+    #[error("{url} is not a valid PostgreSQL URL: {reason}")]
     DatabaseUrl { url: String, reason: String },
     #[error("PostgreSQL error: {0}")]
     Database(#[from] tokio_postgres::Error),
@@ -67,7 +67,7 @@ impl Error {
 
     /// A refusal PostgreSQL explained (SQLSTATE, its message) as the operator should read it,
     /// with what to do; anything else as it is.
-    pub fn explained(self, url: &str) -> Error {
+    pub fn explained(self, url: &crate::DatabaseUrl) -> Error {
         match self.database() {
             Some(e) if e.as_db_error().is_some() => Error::database_connect(url, e),
             _ => self,
@@ -76,16 +76,16 @@ impl Error {
 
     /// A connection or pool error as the operator should read it: a server that answered and
     /// said no (a wrong password, a missing database) is not "unreachable".
-    pub fn database_connect(url: &str, e: &tokio_postgres::Error) -> Error {
+    pub fn database_connect(url: &crate::DatabaseUrl, e: &tokio_postgres::Error) -> Error {
         match e.as_db_error() {
             Some(db) => Error::DatabaseRefused {
-                url: crate::db::redact(url),
+                url: url.to_string(),
                 code: db.code().code().to_owned(),
                 message: db.message().to_owned(),
                 hint: crate::retry::db_hint(db.code().code()),
             },
             None => Error::DatabaseUnreachable {
-                url: crate::db::redact(url),
+                url: url.to_string(),
                 reason: e.to_string(),
             },
         }

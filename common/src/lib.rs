@@ -11,6 +11,7 @@
 
 pub mod channels;
 pub mod config;
+mod database_url;
 pub mod db;
 mod error;
 pub mod kafka;
@@ -20,6 +21,7 @@ pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 
+pub use database_url::DatabaseUrl;
 pub use error::Error;
 
 /// The driver crates whose errors [`wrap_driver_errors!`] converts, re-exported so the macro

@@ -3,16 +3,17 @@
 
 use std::time::Duration;
 
-use cartflow_common::config::{DatabaseArgs, KafkaArgs, PoolArgs};
+use cartflow_common::DatabaseUrl;
+use cartflow_common::config::{KafkaArgs, PoolArgs};
 
 #[tokio::test]
 async fn unreachable_postgres_says_how_to_start_it() {
-    let err = cartflow_common::db::pool(
-        &DatabaseArgs::new("postgres://postgres:pw@127.0.0.1:1/cartflow"),
-        PoolArgs::default(),
-    )
-    .await
-    .expect_err("nothing listens on port 1");
+    let url: DatabaseUrl = "postgres://postgres:pw@127.0.0.1:1/cartflow"
+        .parse()
+        .expect("a valid URL");
+    let err = cartflow_common::db::pool(&url, PoolArgs::default())
+        .await
+        .expect_err("nothing listens on port 1");
     let msg = err.to_string();
     assert!(msg.contains("PostgreSQL is not reachable at"), "{msg}");
     assert!(
@@ -40,12 +41,10 @@ async fn unreachable_kafka_says_how_to_start_it() {
 
 #[tokio::test]
 async fn a_bad_database_url_names_itself() {
-    let err = cartflow_common::db::pool(
-        &DatabaseArgs::new("postgres://h:notaport/db"),
-        PoolArgs::default(),
-    )
-    .await
-    .expect_err("bad url");
+    // Parsed where it enters: a bad URL never reaches the pool.
+    let err = "postgres://h:notaport/db"
+        .parse::<DatabaseUrl>()
+        .expect_err("bad url");
     assert!(
         err.to_string().contains("not a valid PostgreSQL URL"),
         "{err}"

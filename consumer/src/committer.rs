@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use cartflow_common::DatabaseUrl;
 use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
@@ -28,7 +29,7 @@ pub(crate) struct Sink {
     pub(crate) dlq_producer: FutureProducer,
     pub(crate) dlq_topic: String,
     pub(crate) metrics: Metrics,
-    pub(crate) database_url: String,
+    pub(crate) database_url: DatabaseUrl,
     pub(crate) lanes: usize,
 }
 

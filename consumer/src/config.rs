@@ -27,7 +27,7 @@ pub enum Command {
     /// Consume and store (the default).
     Run(Box<Config>),
     /// Create the database if it is missing, apply pending migrations, exit.
-    Migrate(MigrateArgs),
+    Migrate(Box<MigrateArgs>),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,7 +6,7 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Migrate(args)) => migrate(args).await,
+        Some(Command::Migrate(args)) => migrate(*args).await,
         Some(Command::Run(config)) => serve(*config).await,
         None => serve(cli.run).await,
     }

@@ -97,7 +97,7 @@ async fn prepare(config: &Config, metrics: &Metrics) -> Result<Sink, Error> {
         db::ensure_database(url).await?;
         db::migrate(url).await?;
     }
-    let pool = db::pool(&config.database, config.pool).await?;
+    let pool = db::pool(url, config.pool).await?;
     kafka::check_reachable(&config.kafka, Duration::from_secs(10)).await?;
     let dlq_topic = config.topics.dlq_topic.clone();
     kafka::ensure_topics(

@@ -231,7 +231,7 @@ async fn postgres_restarted_mid_run_loses_and_duplicates_nothing() {
     eprintln!("Fault: {how}.");
     // The test's own queries retry until the server is back.
     wait_until("the whole log", Duration::from_secs(180), || async {
-        match cartflow_common::db::connect(&env.database_url).await {
+        match cartflow_common::db::connect(&cartflow_tests::parse_url(&env.database_url)).await {
             Ok(c) => c
                 .query_one("SELECT count(*) FROM events", &[])
                 .await
@@ -532,7 +532,7 @@ async fn sigterm_during_a_postgres_outage_commits_nothing_unstored() {
     start_postgres(&version);
     drop(outage);
     wait_until("PostgreSQL back", Duration::from_secs(60), || async {
-        cartflow_common::db::connect(&env.database_url)
+        cartflow_common::db::connect(&cartflow_tests::parse_url(&env.database_url))
             .await
             .is_ok()
     })

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cartflow_common::channels::{self, ANALYTICS_CHANNEL};
-use cartflow_common::db;
 use cartflow_common::retry::Backoff;
+use cartflow_common::{DatabaseUrl, db};
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -20,7 +20,7 @@ const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown`; reconnects when PostgreSQL goes away.
 pub async fn run(
-    url: String,
+    url: DatabaseUrl,
     pool: Pool,
     hub: Arc<Hub>,
     metrics: Metrics,
@@ -42,7 +42,7 @@ pub async fn run(
 }
 
 async fn follow(
-    url: &str,
+    url: &DatabaseUrl,
     pool: &Pool,
     hub: &Hub,
     metrics: &Metrics,

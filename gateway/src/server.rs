@@ -48,7 +48,7 @@ impl Gateway {
     ) -> Result<Gateway, Error> {
         // The snapshot's views read small tables; JIT compiling their plans cost 25 ms or more
         // each (775 ms per snapshot instead of 53 ms).
-        let pool = db::pool_without_jit(&config.database, config.pool).await?;
+        let pool = db::pool_without_jit(&config.database.database_url, config.pool).await?;
         let registry = ops::registry();
         let metrics = Metrics::new(&registry);
         let health = Health::default();

@@ -36,7 +36,7 @@ impl Error {
 
     /// A PostgreSQL refusal as the operator should read it: SQLSTATE, PostgreSQL's own
     /// message and what to do (tokio-postgres's Display says only "db error").
-    pub fn explained(self, url: &str) -> Error {
+    pub fn explained(self, url: &cartflow_common::DatabaseUrl) -> Error {
         match self {
             Error::Common(e) => Error::Common(e.explained(url)),
             other => other,

@@ -38,26 +38,26 @@ impl TestDb {
         let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
         let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
         let name = format!("cartflow_test_{id}");
-        let url = db::with_database(&base, &name);
+        let url = with_database(&base, &name);
         let hint = "the tests need PostgreSQL: run them with deploy/local/test.sh, which starts it";
-        db::ensure_database(&url)
+        db::ensure_database(&parse_url(&url))
             .await
             .unwrap_or_else(|e| panic!("{e}\n({hint})"));
-        db::migrate(&url)
+        db::migrate(&parse_url(&url))
             .await
             .unwrap_or_else(|e| panic!("{e}\n({hint})"));
         TestDb { url, name, id }
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        db::connect(&self.url)
+        db::connect(&parse_url(&self.url))
             .await
             .expect("connect to the test database")
     }
 
     /// Drops the database; call it at the end of a passing test.
     pub async fn cleanup(self) {
-        db::drop_database(&self.url)
+        db::drop_database(&parse_url(&self.url))
             .await
             .expect("drop the test database");
     }
@@ -110,7 +110,9 @@ impl TestEnv {
     }
 
     pub fn database(&self) -> DatabaseArgs {
-        DatabaseArgs::new(&self.database_url)
+        DatabaseArgs {
+            database_url: parse_url(&self.database_url),
+        }
     }
 
     /// The flags every service shares, for `Config::parse_from`.
@@ -177,7 +179,7 @@ impl TestEnv {
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        db::connect(&self.database_url)
+        db::connect(&parse_url(&self.database_url))
             .await
             .expect("connect to the test database")
     }
@@ -203,7 +205,7 @@ impl TestEnv {
     /// Drops the test database. Call it at the end of a passing test; a failing test keeps
     /// its database for a post-mortem.
     pub async fn cleanup(self) {
-        db::drop_database(&self.database_url)
+        db::drop_database(&parse_url(&self.database_url))
             .await
             .expect("drop the test database");
     }
@@ -297,6 +299,29 @@ pub async fn spawn_gateway(
 /// `&str` flags as owned strings, for [`spawn_gateway`].
 pub fn flags(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// A URL the tests built, parsed (they are always valid).
+pub fn parse_url(url: &str) -> cartflow_common::DatabaseUrl {
+    url.parse()
+        .unwrap_or_else(|e| panic!("the tests' database URL: {e}"))
+}
+
+/// `url` with its database name replaced by `name`, as text (password and query kept), for
+/// the flags of services the tests start: each test gets a database of its own.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let root = match base.rfind('/') {
+        Some(i) if i > base.find("://").map_or(0, |s| s + 2) => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
 }
 
 /// A listener on a free loopback port.

@@ -137,7 +137,7 @@ async fn poison_messages_are_dead_lettered_and_the_next_event_is_stored() {
 async fn migrations_are_idempotent() {
     let env = TestEnv::new().await;
     // TestEnv::new applied them once already.
-    let again = cartflow_common::db::migrate(&env.database_url)
+    let again = cartflow_common::db::migrate(&cartflow_tests::parse_url(&env.database_url))
         .await
         .expect("migrate");
     assert!(again.applied.is_empty(), "{:?}", again.applied);

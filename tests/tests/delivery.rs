@@ -467,8 +467,8 @@ async fn permanent_database_errors_stop_the_consumer_with_what_to_do() {
     );
 
     // An unmigrated database.
-    let bare = cartflow_common::db::with_database(&env.database_url, &format!("bare_{}", env.id));
-    cartflow_common::db::ensure_database(&bare)
+    let bare = cartflow_tests::with_database(&env.database_url, &format!("bare_{}", env.id));
+    cartflow_common::db::ensure_database(&cartflow_tests::parse_url(&bare))
         .await
         .expect("create");
     let error = fails_for_good(&env, &bare, &["--skip-migrations"]).await;
@@ -476,7 +476,7 @@ async fn permanent_database_errors_stop_the_consumer_with_what_to_do() {
         error.contains("42P01") && error.contains("migrate"),
         "{error}"
     );
-    cartflow_common::db::drop_database(&bare)
+    cartflow_common::db::drop_database(&cartflow_tests::parse_url(&bare))
         .await
         .expect("drop");
 

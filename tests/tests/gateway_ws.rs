@@ -339,7 +339,9 @@ async fn the_gateway_works_with_a_read_only_role_even_after_a_rebuild() {
         .expect("create the read-only role");
     let reader_url = db.url.replacen("postgres@", "cartflow_reader@", 1);
     assert_ne!(reader_url, db.url, "the test URL names the postgres user");
-    let reader = cartflow_common::db::connect(&reader_url).await.unwrap();
+    let reader = cartflow_common::db::connect(&cartflow_tests::parse_url(&reader_url))
+        .await
+        .unwrap();
     let write = reader
         .execute(
             "INSERT INTO products (product_id, title, price, category) VALUES (1, 't', 1, 'c')",
