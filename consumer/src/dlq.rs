@@ -118,16 +118,12 @@ async fn send(
     trim: bool,
 ) -> Result<DeliveryFuture, KafkaError> {
     let raw = &d.raw;
-    let cut = |b: &Option<Vec<u8>>| -> Option<Vec<u8>> {
-        b.as_ref().map(|v| {
-            if trim {
-                v[..v.len().min(TRIM_TO_BYTES)].to_vec()
-            } else {
-                v.clone()
-            }
-        })
-    };
-    let (key, payload) = (cut(&raw.key), cut(&raw.payload));
+    // Borrowed, not copied: librdkafka copies the bytes into its own queue anyway.
+    let limit = if trim { TRIM_TO_BYTES } else { usize::MAX };
+    let (key, payload) = (
+        cut(raw.key.as_deref(), limit),
+        cut(raw.payload.as_deref(), limit),
+    );
     let partition = raw.origin.partition.to_string();
     let offset = raw.origin.offset.to_string();
     let error = truncate(&d.error, MAX_ERROR_HEADER);
@@ -164,11 +160,11 @@ async fn send(
         });
     }
     let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
-    if let Some(key) = &key {
-        record = record.key(key.as_slice());
+    if let Some(key) = key {
+        record = record.key(key);
     }
-    if let Some(payload) = &payload {
-        record = record.payload(payload.as_slice());
+    if let Some(payload) = payload {
+        record = record.payload(payload);
     }
     loop {
         match producer.send_result(record) {
@@ -180,6 +176,11 @@ async fn send(
             Err((e, _)) => return Err(e),
         }
     }
+}
+
+/// At most `limit` bytes of `bytes`, borrowed: librdkafka copies them into its own queue.
+fn cut(bytes: Option<&[u8]>, limit: usize) -> Option<&[u8]> {
+    bytes.map(|v| &v[..v.len().min(limit)])
 }
 
 /// `s` cut to at most `max` bytes on a character boundary.

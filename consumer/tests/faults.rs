@@ -46,6 +46,11 @@ fn spawn_consumer(env: &TestEnv) -> Member {
 }
 
 fn spawn_consumer_with_session(env: &TestEnv, session_timeout_ms: u32) -> Member {
+    spawn_consumer_with(env, session_timeout_ms, &[])
+}
+
+/// A consumer process of `env`'s group with its session timeout and `extra` flags.
+fn spawn_consumer_with(env: &TestEnv, session_timeout_ms: u32, extra: &[&str]) -> Member {
     Member(
         Command::new(env!("CARGO_BIN_EXE_cartflow-consumer"))
             .args(env.kafka_flags())
@@ -54,6 +59,7 @@ fn spawn_consumer_with_session(env: &TestEnv, session_timeout_ms: u32) -> Member
             .args(["--metrics-addr", "127.0.0.1:0", "--skip-migrations"])
             .args(["--session-timeout-ms", &session_timeout_ms.to_string()])
             .args(["--batch-size", "2000"])
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("CARTFLOW_TEST_CONSUMER_LOG").unwrap_or_else(|_| "warn".into()),
@@ -541,18 +547,7 @@ async fn sigterm_during_a_postgres_outage_commits_nothing_unstored() {
             .is_ok()
     })
     .await;
-    let mut member = Member(
-        Command::new(env!("CARGO_BIN_EXE_cartflow-consumer"))
-            .args(env.kafka_flags())
-            .args(["--database-url", &env.database_url])
-            .args(["--group", &format!("test-{}", env.id)])
-            .args(["--metrics-addr", "127.0.0.1:0", "--skip-migrations"])
-            .args(["--rewind-on-assign", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start cartflow-consumer"),
-    );
+    let mut member = spawn_consumer_with(&env, 6000, &["--rewind-on-assign", "0"]);
     env.wait_for_events(EVENTS as i64, Duration::from_secs(180))
         .await;
     assert!(sigterm(&mut member).success());
