@@ -36,8 +36,8 @@ GATEWAY_ADDR="${CARTFLOW_GATEWAY_ADDR:-127.0.0.1:8080}"
 PROMETHEUS_ADDR="${CARTFLOW_PROMETHEUS_ADDR:-127.0.0.1:9090}"
 PROFILE="${CARTFLOW_BUILD_PROFILE:-release}"
 case "$PROFILE" in
-  release) BIN="$ROOT/target/release"; BUILD=(cargo build --release --bins) ;;
-  dev) BIN="$ROOT/target/debug"; BUILD=(cargo build --bins) ;;
+  release) BIN="$ROOT/target/release"; BUILD=(cargo build --release --workspace --exclude cartflow-tests --bins) ;;
+  dev) BIN="$ROOT/target/debug"; BUILD=(cargo build --workspace --exclude cartflow-tests --bins) ;;
   *) die "CARTFLOW_BUILD_PROFILE must be release or dev, not $PROFILE" ;;
 esac
 

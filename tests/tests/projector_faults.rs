@@ -29,7 +29,7 @@ impl Projector {
     async fn start(db: &TestDb, chunk: u32) -> Projector {
         let port = any_port().await.local_addr().expect("port").port();
         let metrics = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_cartflow-projector"))
+        let child = Command::new(env!("CARGO_BIN_EXE_tested-projector"))
             .args(["--database-url", &db.url, "--metrics-addr", &metrics])
             .args(["--chunk-events", &chunk.to_string(), "--skip-migrations"])
             .args(["--standby-poll-ms", "100", "--poll-ms", "200"])

@@ -52,7 +52,7 @@ fn spawn_consumer_with_session(env: &TestEnv, session_timeout_ms: u32) -> Member
 /// A consumer process of `env`'s group with its session timeout and `extra` flags.
 fn spawn_consumer_with(env: &TestEnv, session_timeout_ms: u32, extra: &[&str]) -> Member {
     Member(
-        Command::new(env!("CARGO_BIN_EXE_cartflow-consumer"))
+        Command::new(env!("CARGO_BIN_EXE_tested-consumer"))
             .args(env.kafka_flags())
             .args(["--database-url", &env.database_url])
             .args(["--group", &format!("test-{}", env.id)])
