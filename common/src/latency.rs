@@ -9,7 +9,7 @@
 use chrono::Utc;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, Registry};
 
-use crate::ops::register;
+use crate::metrics::register;
 
 /// The metric's name.
 const EVENT_LATENCY: &str = "cartflow_event_latency_seconds";

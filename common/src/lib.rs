@@ -16,6 +16,7 @@ pub mod db;
 mod error;
 pub mod kafka;
 pub mod latency;
+pub mod metrics;
 pub mod ops;
 pub mod retry;
 pub mod shutdown;

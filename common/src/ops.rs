@@ -144,17 +144,6 @@ pub async fn serve(
     Ok(())
 }
 
-/// Registers `metric` in `registry` and hands it back, so a service's metrics struct is built
-/// in one expression per metric. A name registered twice keeps the first (harmless: it only
-/// happens when tests start two services on one registry).
-pub fn register<M: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: M,
-) -> M {
-    let _ = registry.register(Box::new(metric.clone()));
-    metric
-}
-
 /// A registry with the process collector (RSS, CPU, open files). Metric names carry their full
 /// `cartflow_…` name where each service defines them.
 pub fn registry() -> Registry {

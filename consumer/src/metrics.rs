@@ -1,10 +1,8 @@
 //! Every metric the consumer exports, named in one place.
 
 use cartflow_common::latency::{Latency, Stage};
-use cartflow_common::ops::register;
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use cartflow_common::metrics::{Registrar, io_seconds_buckets};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -39,120 +37,60 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(registry: &Registry) -> Self {
-        let r = registry;
+        let r = Registrar(registry);
+        let outcomes = crate::dlq::Outcome::ALL.map(crate::dlq::Outcome::as_str);
         Metrics {
-            consumed: register(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "cartflow_consumer_consumed_total",
-                        "Messages read from Kafka.",
-                    ),
-                    &["topic"],
-                )
-                .expect("valid metric"),
+            consumed: r.counter_vec(
+                "cartflow_consumer_consumed_total",
+                "Messages read from Kafka.",
+                "topic",
+                &[],
             ),
-            stored: register(
-                r,
-                IntCounter::new("cartflow_consumer_stored_total", "Events newly stored.")
-                    .expect("valid metric"),
+            stored: r.counter("cartflow_consumer_stored_total", "Events newly stored."),
+            duplicates: r.counter(
+                "cartflow_consumer_duplicates_total",
+                "Events skipped because their event_id was already stored.",
             ),
-            duplicates: register(
-                r,
-                IntCounter::new(
-                    "cartflow_consumer_duplicates_total",
-                    "Events skipped because their event_id was already stored.",
-                )
-                .expect("valid metric"),
+            dead_letters: r.counter_vec(
+                "cartflow_consumer_dead_letters_total",
+                "Messages dead-lettered.",
+                "reason",
+                &[],
             ),
-            dead_letters: register(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "cartflow_consumer_dead_letters_total",
-                        "Messages dead-lettered.",
-                    ),
-                    &["reason"],
-                )
-                .expect("valid metric"),
+            batch_size: r.histogram(
+                "cartflow_consumer_batch_size",
+                "Messages per written batch.",
+                prometheus::exponential_buckets(1.0, 4.0, 9).expect("valid buckets"),
             ),
-            batch_size: register(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "cartflow_consumer_batch_size",
-                        "Messages per written batch.",
-                    )
-                    .buckets(prometheus::exponential_buckets(1.0, 4.0, 9).expect("valid buckets")),
-                )
-                .expect("valid metric"),
+            write_seconds: r.histogram(
+                "cartflow_consumer_write_seconds",
+                "Time to write and commit one batch.",
+                io_seconds_buckets(),
             ),
-            write_seconds: register(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "cartflow_consumer_write_seconds",
-                        "Time to write and commit one batch.",
-                    )
-                    .buckets(
-                        prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid buckets"),
-                    ),
-                )
-                .expect("valid metric"),
+            write_retries: r.counter(
+                "cartflow_consumer_write_retries_total",
+                "Batch writes that failed and were retried.",
             ),
-            write_retries: register(
-                r,
-                IntCounter::new(
-                    "cartflow_consumer_write_retries_total",
-                    "Batch writes that failed and were retried.",
-                )
-                .expect("valid metric"),
+            lag: r.gauge_vec(
+                "cartflow_consumer_lag_messages",
+                "The broker's high watermark minus the group's committed offset.",
+                &["topic", "partition"],
             ),
-            lag: register(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "cartflow_consumer_lag_messages",
-                        "The broker's high watermark minus the group's committed offset.",
-                    ),
-                    &["topic", "partition"],
-                )
-                .expect("valid metric"),
+            stalled_partitions: r.gauge(
+                "cartflow_consumer_stalled_partitions",
+                "Assigned partitions with lag whose committed offset has not moved for --stall-secs.",
             ),
-            stalled_partitions: register(
-                r,
-                IntGauge::new(
-                    "cartflow_consumer_stalled_partitions",
-                    "Assigned partitions with lag whose committed offset has not moved for --stall-secs.",
-                )
-                .expect("valid metric"),
+            dlq_records: r.counter_vec(
+                "cartflow_consumer_dlq_records_total",
+                "Dead letters' copies on the dead-letter topic, by outcome.",
+                "outcome",
+                &outcomes,
             ),
-            dlq_records: {
-                let c = register(
-                    r,
-                    IntCounterVec::new(
-                        Opts::new(
-                            "cartflow_consumer_dlq_records_total",
-                            "Dead letters' copies on the dead-letter topic, by outcome.",
-                        ),
-                        &["outcome"],
-                    )
-                    .expect("valid metric"),
-                );
-                for o in crate::dlq::Outcome::ALL {
-                    c.with_label_values(&[o.as_str()]);
-                }
-                c
-            },
-            legacy_fingerprints: register(
-                r,
-                IntCounter::new(
-                    "cartflow_consumer_legacy_fingerprints_total",
-                    "Messages read whose single-object header carries a legacy fingerprint.",
-                )
-                .expect("valid metric"),
+            legacy_fingerprints: r.counter(
+                "cartflow_consumer_legacy_fingerprints_total",
+                "Messages read whose single-object header carries a legacy fingerprint.",
             ),
-            latency: Latency::new(r, Stage::Stored),
+            latency: Latency::new(registry, Stage::Stored),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Every metric the gateway exports, named in one place.
 
 use cartflow_common::latency::{Latency, Stage};
-use cartflow_common::ops::register;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use cartflow_common::metrics::{Registrar, io_seconds_buckets};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -78,75 +78,49 @@ impl Cut {
 }
 
 impl Metrics {
-    pub fn new(r: &Registry) -> Self {
-        let metrics = Self::register(r);
-        // Exported at zero from the start, so a dashboard shows 0 rather than no data.
-        for reason in Refused::ALL {
-            metrics.refused.with_label_values(&[reason.label()]);
-        }
-        for reason in Cut::ALL {
-            metrics.cut.with_label_values(&[reason.label()]);
-        }
-        metrics
-    }
-
-    fn register(r: &Registry) -> Self {
-        let [pushed_latency, feed_latency] = Latency::stages(r, [Stage::Pushed, Stage::Feed]);
-        let vec = |name: &str, help: &str, label: &str| {
-            register(
-                r,
-                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric"),
-            )
-        };
-        let counter = |name: &str, help: &str| {
-            register(r, IntCounter::new(name, help).expect("valid metric"))
-        };
+    pub fn new(registry: &Registry) -> Self {
+        let r = Registrar(registry);
+        let [pushed_latency, feed_latency] =
+            Latency::stages(registry, [Stage::Pushed, Stage::Feed]);
         Metrics {
-            clients: register(
-                r,
-                IntGauge::new(
-                    "cartflow_gateway_clients",
-                    "WebSocket clients connected now.",
-                )
-                .expect("valid metric"),
+            clients: r.gauge(
+                "cartflow_gateway_clients",
+                "WebSocket clients connected now.",
             ),
-            connections: counter(
+            connections: r.counter(
                 "cartflow_gateway_connections_total",
                 "WebSocket connections accepted.",
             ),
-            refused: vec(
+            refused: r.counter_vec(
                 "cartflow_gateway_refused_total",
                 "Handshakes refused before the upgrade, by reason.",
                 "reason",
+                &Refused::ALL.map(Refused::label),
             ),
-            cut: vec(
+            cut: r.counter_vec(
                 "cartflow_gateway_cut_clients_total",
                 "Clients closed by the gateway, by reason.",
                 "reason",
+                &Cut::ALL.map(Cut::label),
             ),
-            sent: counter(
+            sent: r.counter(
                 "cartflow_gateway_messages_sent_total",
                 "Messages written to WebSocket clients.",
             ),
-            broadcasts: vec(
+            broadcasts: r.counter_vec(
                 "cartflow_gateway_broadcasts_total",
                 "Messages broadcast (serialised once each), by channel.",
                 "channel",
+                &[],
             ),
-            feed_events: counter(
+            feed_events: r.counter(
                 "cartflow_gateway_feed_events_total",
                 "Cart events read from the topic for the live feed.",
             ),
-            snapshot_seconds: register(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "cartflow_gateway_snapshot_seconds",
-                        "Time to read the analytics snapshot from PostgreSQL.",
-                    )
-                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid")),
-                )
-                .expect("valid metric"),
+            snapshot_seconds: r.histogram(
+                "cartflow_gateway_snapshot_seconds",
+                "Time to read the analytics snapshot from PostgreSQL.",
+                io_seconds_buckets(),
             ),
             pushed_latency,
             feed_latency,

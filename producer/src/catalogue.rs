@@ -164,83 +164,85 @@ fn product(item: &Value, now: DateTime<Utc>) -> Result<Product, String> {
     Ok(product)
 }
 
+/// The offline catalogue: category, title and price in cents, modelled on FakeStore's 20.
+const FALLBACK: [(&str, &str, i64); 20] = [
+    (
+        "men's clothing",
+        "Fjallraven Foldsack No. 1 Backpack",
+        10_995,
+    ),
+    (
+        "men's clothing",
+        "Mens Casual Premium Slim Fit T-Shirts",
+        2_230,
+    ),
+    ("men's clothing", "Mens Cotton Jacket", 5_599),
+    ("men's clothing", "Mens Casual Slim Fit", 1_599),
+    ("men's clothing", "Leather Weekend Duffel", 8_900),
+    (
+        "jewelery",
+        "Legends Naga Gold & Silver Dragon Station Chain Bracelet",
+        69_500,
+    ),
+    ("jewelery", "Solid Gold Petite Micropave", 16_800),
+    ("jewelery", "White Gold Plated Princess Ring", 999),
+    (
+        "jewelery",
+        "Rose Gold Plated Double Flared Tunnel Plug Earrings",
+        1_099,
+    ),
+    ("jewelery", "Sterling Silver Pendant Necklace", 4_500),
+    (
+        "electronics",
+        "WD 2TB Elements Portable External Hard Drive",
+        6_400,
+    ),
+    ("electronics", "SanDisk SSD PLUS 1TB Internal SSD", 10_900),
+    ("electronics", "Silicon Power 256GB SSD 3D NAND", 10_900),
+    (
+        "electronics",
+        "WD 4TB Gaming Drive for Playstation 4",
+        11_400,
+    ),
+    (
+        "electronics",
+        "Samsung 49-Inch CHG90 144Hz Curved Gaming Monitor",
+        99_999,
+    ),
+    (
+        "women's clothing",
+        "BIYLACLESEN Women's 3-in-1 Snowboard Jacket",
+        5_699,
+    ),
+    (
+        "women's clothing",
+        "Lock and Love Women's Removable Hooded Jacket",
+        2_999,
+    ),
+    (
+        "women's clothing",
+        "Rain Jacket Women Windbreaker Striped Climbing Raincoat",
+        3_999,
+    ),
+    (
+        "women's clothing",
+        "MBJ Women's Solid Short Sleeve Boat Neck V",
+        985,
+    ),
+    (
+        "women's clothing",
+        "Opna Women's Short Sleeve Moisture",
+        795,
+    ),
+];
+
 /// A deterministic catalogue in FakeStore's four categories, for when the API is out of reach.
 pub fn fallback() -> Vec<Product> {
-    const ITEMS: [(&str, &str, i64); 20] = [
-        (
-            "men's clothing",
-            "Fjallraven Foldsack No. 1 Backpack",
-            10_995,
-        ),
-        (
-            "men's clothing",
-            "Mens Casual Premium Slim Fit T-Shirts",
-            2_230,
-        ),
-        ("men's clothing", "Mens Cotton Jacket", 5_599),
-        ("men's clothing", "Mens Casual Slim Fit", 1_599),
-        ("men's clothing", "Leather Weekend Duffel", 8_900),
-        (
-            "jewelery",
-            "Legends Naga Gold & Silver Dragon Station Chain Bracelet",
-            69_500,
-        ),
-        ("jewelery", "Solid Gold Petite Micropave", 16_800),
-        ("jewelery", "White Gold Plated Princess Ring", 999),
-        (
-            "jewelery",
-            "Rose Gold Plated Double Flared Tunnel Plug Earrings",
-            1_099,
-        ),
-        ("jewelery", "Sterling Silver Pendant Necklace", 4_500),
-        (
-            "electronics",
-            "WD 2TB Elements Portable External Hard Drive",
-            6_400,
-        ),
-        ("electronics", "SanDisk SSD PLUS 1TB Internal SSD", 10_900),
-        ("electronics", "Silicon Power 256GB SSD 3D NAND", 10_900),
-        (
-            "electronics",
-            "WD 4TB Gaming Drive for Playstation 4",
-            11_400,
-        ),
-        (
-            "electronics",
-            "Samsung 49-Inch CHG90 144Hz Curved Gaming Monitor",
-            99_999,
-        ),
-        (
-            "women's clothing",
-            "BIYLACLESEN Women's 3-in-1 Snowboard Jacket",
-            5_699,
-        ),
-        (
-            "women's clothing",
-            "Lock and Love Women's Removable Hooded Jacket",
-            2_999,
-        ),
-        (
-            "women's clothing",
-            "Rain Jacket Women Windbreaker Striped Climbing Raincoat",
-            3_999,
-        ),
-        (
-            "women's clothing",
-            "MBJ Women's Solid Short Sleeve Boat Neck V",
-            985,
-        ),
-        (
-            "women's clothing",
-            "Opna Women's Short Sleeve Moisture",
-            795,
-        ),
-    ];
     let created = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .single()
         .unwrap_or_default();
-    ITEMS
+    FALLBACK
         .iter()
         .zip(1i64..)
         .map(|(&(category, title, cents), id)| Product {

@@ -1,7 +1,7 @@
 //! Every metric the producer exports, named in one place.
 
-use cartflow_common::ops::register;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use cartflow_common::metrics::Registrar;
+use prometheus::{Histogram, IntCounter, IntCounterVec, Registry};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -19,58 +19,32 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(registry: &Registry) -> Self {
-        let r = registry;
+        let r = Registrar(registry);
         Metrics {
-            events: register(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "cartflow_producer_events_total",
-                        "Cart events delivered, by action.",
-                    ),
-                    &["action"],
-                )
-                .expect("valid metric"),
+            events: r.counter_vec(
+                "cartflow_producer_events_total",
+                "Cart events delivered, by action.",
+                "action",
+                &[],
             ),
-            delivery_errors: register(
-                r,
-                IntCounter::new(
-                    "cartflow_producer_delivery_errors_total",
-                    "Messages the broker did not acknowledge.",
-                )
-                .expect("valid metric"),
+            delivery_errors: r.counter(
+                "cartflow_producer_delivery_errors_total",
+                "Messages the broker did not acknowledge.",
             ),
-            send_seconds: register(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "cartflow_producer_send_seconds",
-                        "Time from enqueue to broker acknowledgement.",
-                    )
-                    .buckets(
-                        prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets"),
-                    ),
-                )
-                .expect("valid metric"),
+            send_seconds: r.histogram(
+                "cartflow_producer_send_seconds",
+                "Time from enqueue to broker acknowledgement.",
+                prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets"),
             ),
-            catalogue_fetch: register(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "cartflow_producer_catalogue_fetch_total",
-                        "Catalogue loads, by outcome.",
-                    ),
-                    &["outcome"],
-                )
-                .expect("valid metric"),
+            catalogue_fetch: r.counter_vec(
+                "cartflow_producer_catalogue_fetch_total",
+                "Catalogue loads, by outcome.",
+                "outcome",
+                &[],
             ),
-            catalogue_skipped: register(
-                r,
-                IntCounter::new(
-                    "cartflow_producer_catalogue_skipped_total",
-                    "Catalogue entries skipped as invalid.",
-                )
-                .expect("valid metric"),
+            catalogue_skipped: r.counter(
+                "cartflow_producer_catalogue_skipped_total",
+                "Catalogue entries skipped as invalid.",
             ),
         }
     }

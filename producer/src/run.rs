@@ -83,98 +83,21 @@ async fn produce(
 ) -> Result<Report, Error> {
     let profile = config.load_profile()?;
     kafka::check_reachable(&config.kafka, Duration::from_secs(10)).await?;
-    let t = &config.topics;
-    kafka::ensure_topics(
-        &config.kafka,
-        &[
-            TopicSpec {
-                name: t.products_topic.clone(),
-                partitions: 1,
-                compacted: true,
-            },
-            TopicSpec {
-                name: t.customers_topic.clone(),
-                partitions: 1,
-                compacted: true,
-            },
-            TopicSpec {
-                name: t.cart_events_topic.clone(),
-                partitions: config.partitions,
-                compacted: false,
-            },
-        ],
-    )
-    .await?;
+    ensure_topics(config).await?;
 
     let (seed, products, customers, source) = world(config, metrics).await;
     info!(seed, "Simulation seed (pass --seed to repeat this run).");
     let codec = Codec::single_object();
     let mut publisher = Publisher::new(&config.kafka, metrics.clone())?;
-    for p in &products {
-        let bytes = codec.encode(p).map_err(|source| Error::Encode {
-            what: "product",
-            source,
-        })?;
-        publisher
-            .send(&t.products_topic, &p.product_id.to_string(), &bytes, None)
-            .await?;
-    }
-    for c in &customers {
-        let bytes = codec.encode(c).map_err(|source| Error::Encode {
-            what: "customer",
-            source,
-        })?;
-        publisher
-            .send(&t.customers_topic, &c.customer_id.to_string(), &bytes, None)
-            .await?;
-    }
-    // Every event names a product and a customer that is already on the broker.
-    publisher.flush(DRAIN_DEADLINE).await?;
-    info!(
-        products = products.len(),
-        customers = customers.len(),
-        "Published the catalogue and customers."
-    );
+    publish_world(&mut publisher, &codec, config, &products, &customers).await?;
     health.set_ready(true);
     let catalogue_delivered = publisher.delivered();
 
-    let now = Utc::now();
-    let (start, backfill_until, then_live) = match config.mode() {
-        Mode::Live => (now, None, true),
-        Mode::Backfill {
-            days,
-            then_live,
-            until,
-        } => {
-            let until = until.unwrap_or(now);
-            (
-                until - chrono::Duration::days(i64::from(days)),
-                Some(until),
-                then_live,
-            )
-        }
-    };
     let (n_products, n_customers) = (products.len(), customers.len());
-    let mut sim = Simulator::new(seed, profile, customers, products, start);
-    let mut out = Output {
-        publisher: &mut publisher,
-        codec: &codec,
-        topic: &t.cart_events_topic,
-        schema: if config.schema_version == 1 {
-            SchemaRef::CartEventV1
-        } else {
-            SchemaRef::CartEventV2
-        },
-        sent: 0,
-        limit: config.count,
-    };
-    let mut carry = None;
-    if let Some(until) = backfill_until {
-        carry = backfill(&mut sim, &mut out, until, shutdown).await?;
-    }
-    if then_live && !out.done() && !shutdown.is_cancelled() {
-        live(&mut sim, &mut out, carry, config.rate, shutdown).await?;
-    }
+    let plan = Plan::of(config.mode(), Utc::now());
+    let mut sim = Simulator::new(seed, profile, customers, products, plan.start);
+    let mut out = Output::new(&mut publisher, &codec, config);
+    simulate(&mut sim, &mut out, &plan, config.rate, shutdown).await?;
     let sent = out.sent;
     info!(sent, "Flushing before exit.");
     publisher.flush(DRAIN_DEADLINE).await?;
@@ -189,6 +112,115 @@ async fn produce(
     })
 }
 
+/// Creates the three topics if they are missing: products and customers compacted (the latest
+/// record per key is the current one), cart events with the configured partitions.
+async fn ensure_topics(config: &Config) -> Result<(), Error> {
+    let t = &config.topics;
+    let topic = |name: &str, partitions: i32, compacted: bool| TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        compacted,
+    };
+    kafka::ensure_topics(
+        &config.kafka,
+        &[
+            topic(&t.products_topic, 1, true),
+            topic(&t.customers_topic, 1, true),
+            topic(&t.cart_events_topic, config.partitions, false),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Publishes the catalogue and the customers and waits until the broker has them all, so that
+/// every event names a product and a customer that is already on the broker.
+async fn publish_world(
+    publisher: &mut Publisher,
+    codec: &Codec,
+    config: &Config,
+    products: &[Product],
+    customers: &[Customer],
+) -> Result<(), Error> {
+    let t = &config.topics;
+    for p in products {
+        let bytes = codec.encode(p).map_err(|source| Error::Encode {
+            what: "product",
+            source,
+        })?;
+        publisher
+            .send(&t.products_topic, &p.product_id.to_string(), &bytes, None)
+            .await?;
+    }
+    for c in customers {
+        let bytes = codec.encode(c).map_err(|source| Error::Encode {
+            what: "customer",
+            source,
+        })?;
+        publisher
+            .send(&t.customers_topic, &c.customer_id.to_string(), &bytes, None)
+            .await?;
+    }
+    publisher.flush(DRAIN_DEADLINE).await?;
+    info!(
+        products = products.len(),
+        customers = customers.len(),
+        "Published the catalogue and customers."
+    );
+    Ok(())
+}
+
+/// When the simulated clock starts, and what the run does from there.
+struct Plan {
+    start: DateTime<Utc>,
+    /// History to publish as fast as the broker takes it, up to this instant.
+    backfill_until: Option<DateTime<Utc>>,
+    /// Whether events stamped with the wall clock follow.
+    then_live: bool,
+}
+
+impl Plan {
+    fn of(mode: Mode, now: DateTime<Utc>) -> Plan {
+        match mode {
+            Mode::Live => Plan {
+                start: now,
+                backfill_until: None,
+                then_live: true,
+            },
+            Mode::Backfill {
+                days,
+                then_live,
+                until,
+            } => {
+                let until = until.unwrap_or(now);
+                Plan {
+                    start: until - chrono::Duration::days(i64::from(days)),
+                    backfill_until: Some(until),
+                    then_live,
+                }
+            }
+        }
+    }
+}
+
+/// Runs the plan: the backfill, then the live phase, until done or stopped.
+async fn simulate(
+    sim: &mut Simulator,
+    out: &mut Output<'_>,
+    plan: &Plan,
+    rate: f64,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let mut carry = None;
+    if let Some(until) = plan.backfill_until {
+        carry = backfill(sim, out, until, shutdown).await?;
+    }
+    if plan.then_live && !out.done() && !shutdown.is_cancelled() {
+        live(sim, out, carry, rate, shutdown).await?;
+    }
+    Ok(())
+}
+
 /// Where cart events go, and how many may.
 struct Output<'a> {
     publisher: &'a mut Publisher,
@@ -199,7 +231,22 @@ struct Output<'a> {
     limit: Option<u64>,
 }
 
-impl Output<'_> {
+impl<'a> Output<'a> {
+    fn new(publisher: &'a mut Publisher, codec: &'a Codec, config: &'a Config) -> Output<'a> {
+        Output {
+            publisher,
+            codec,
+            topic: &config.topics.cart_events_topic,
+            schema: if config.schema_version == 1 {
+                SchemaRef::CartEventV1
+            } else {
+                SchemaRef::CartEventV2
+            },
+            sent: 0,
+            limit: config.count,
+        }
+    }
+
     fn done(&self) -> bool {
         self.limit.is_some_and(|n| self.sent >= n)
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::population::Population;
 use crate::profile::{AGE_GROUPS, Profile};
-use crate::session::Model;
+use crate::session::{Model, Plan};
 
 /// The price bands of the analytics, by lower bound in cents.
 pub const PRICE_BANDS: [(&str, i64); 4] = [
@@ -117,46 +117,59 @@ pub fn compute(
         .unwrap_or_default();
     let max_weight = model.max_traffic_weight();
 
-    let mut carts = Ratio::default();
-    let mut events = 0u64;
-    let mut duration_ms = 0i64;
-    let mut by_hour = [0u64; 24];
-    let mut by_weekday = [0u64; 7];
-    let mut by_month = [0u64; 12];
-    let mut by_category: BTreeMap<String, Ratio> = BTreeMap::new();
-    let mut by_band: BTreeMap<&'static str, Ratio> = BTreeMap::new();
-    let mut by_age: BTreeMap<&'static str, Ratio> = BTreeMap::new();
-    let mut by_tier: BTreeMap<String, Ratio> = BTreeMap::new();
-
+    let mut tally = Tally::default();
     for _ in 0..sessions {
         let start = sample_start(&mut rng, &model, year, max_weight);
         let who = population.pick(&mut rng);
         let shopper = &population.shoppers[who];
         let tier = &profile.tiers[shopper.tier];
         let plan = model.plan(&mut rng, tier, shopper.age_group, start);
+        tally.add(&model, &plan, start, &tier.name, shopper.age_group);
+    }
+    tally.into_truth(sessions)
+}
+
+/// What the sampled sessions add up to, before it becomes rates.
+#[derive(Debug, Default)]
+struct Tally {
+    carts: Ratio,
+    events: u64,
+    duration_ms: i64,
+    by_hour: [u64; 24],
+    by_weekday: [u64; 7],
+    by_month: [u64; 12],
+    by_category: BTreeMap<String, Ratio>,
+    by_band: BTreeMap<&'static str, Ratio>,
+    by_age: BTreeMap<&'static str, Ratio>,
+    by_tier: BTreeMap<String, Ratio>,
+}
+
+impl Tally {
+    fn add(
+        &mut self,
+        model: &Model,
+        plan: &Plan,
+        start: DateTime<Utc>,
+        tier: &str,
+        age_group: usize,
+    ) {
         let abandoned = !plan.purchased;
-        carts.add(abandoned);
-        by_age
-            .entry(AGE_GROUPS[shopper.age_group].0)
+        self.carts.add(abandoned);
+        self.by_age
+            .entry(AGE_GROUPS[age_group].0)
             .or_default()
             .add(abandoned);
-        by_tier.entry(tier.name.clone()).or_default().add(abandoned);
-        events += plan.steps.len() as u64;
-        duration_ms += plan.duration_ms();
-        let mut left: Vec<usize> = Vec::new();
+        self.by_tier
+            .entry(tier.to_owned())
+            .or_default()
+            .add(abandoned);
+        self.events += plan.steps.len() as u64;
+        self.duration_ms += plan.duration_ms();
         for step in &plan.steps {
             let at: DateTime<Utc> = start + Duration::milliseconds(step.offset_ms);
-            by_hour[at.hour() as usize] += 1;
-            by_weekday[at.weekday().num_days_from_monday() as usize] += 1;
-            by_month[at.month0() as usize] += 1;
-            match step.action {
-                Action::AddToCart => left.push(step.product),
-                Action::RemoveFromCart | Action::PurchaseCart => {
-                    if let Some(i) = left.iter().position(|p| *p == step.product) {
-                        left.swap_remove(i);
-                    }
-                }
-            }
+            self.by_hour[at.hour() as usize] += 1;
+            self.by_weekday[at.weekday().num_days_from_monday() as usize] += 1;
+            self.by_month[at.month0() as usize] += 1;
         }
         // Every added item that was not removed is either bought (the cart was purchased) or
         // abandoned; removed items count in neither.
@@ -170,50 +183,61 @@ pub fn compute(
             if removed {
                 continue;
             }
-            by_category
+            self.by_category
                 .entry(product.category.clone())
                 .or_default()
                 .add(abandoned);
-            by_band
+            self.by_band
                 .entry(price_band(product.price.cents()))
                 .or_default()
                 .add(abandoned);
         }
     }
 
-    let argmax = |xs: &[u64]| {
-        xs.iter()
-            .enumerate()
-            .max_by_key(|(_, v)| **v)
-            .map_or(0, |(i, _)| i)
-    };
-    let category_rates: BTreeMap<String, f64> = by_category
-        .iter()
-        .map(|(k, r)| (k.clone(), r.value()))
-        .collect();
-    let most_abandoned_category = category_rates
-        .iter()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(k, _)| k.clone())
-        .unwrap_or_default();
-    Truth {
-        sessions_sampled: sessions,
-        cart_abandonment_rate: carts.value(),
-        cart_to_purchase_rate: 1.0 - carts.value(),
-        mean_events_per_session: events as f64 / sessions.max(1) as f64,
-        mean_session_seconds: duration_ms as f64 / 1000.0 / sessions.max(1) as f64,
-        peak_hour: argmax(&by_hour) as u32,
-        peak_weekday: WEEKDAYS[argmax(&by_weekday)],
-        peak_month: MONTHS[argmax(&by_month)],
-        events_by_hour: by_hour
+    fn into_truth(self, sessions: u64) -> Truth {
+        let argmax = |xs: &[u64]| {
+            xs.iter()
+                .enumerate()
+                .max_by_key(|(_, v)| **v)
+                .map_or(0, |(i, _)| i)
+        };
+        let rates =
+            |m: BTreeMap<&'static str, Ratio>| m.into_iter().map(|(k, r)| (k, r.value())).collect();
+        let category_rates: BTreeMap<String, f64> = self
+            .by_category
             .iter()
-            .map(|n| *n as f64 / events.max(1) as f64)
-            .collect(),
-        item_abandonment_by_category: category_rates,
-        most_abandoned_category,
-        item_abandonment_by_price_band: by_band.into_iter().map(|(k, r)| (k, r.value())).collect(),
-        cart_abandonment_by_age_group: by_age.into_iter().map(|(k, r)| (k, r.value())).collect(),
-        cart_abandonment_by_tier: by_tier.into_iter().map(|(k, r)| (k, r.value())).collect(),
+            .map(|(k, r)| (k.clone(), r.value()))
+            .collect();
+        let most_abandoned_category = category_rates
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default();
+        let events = self.events;
+        Truth {
+            sessions_sampled: sessions,
+            cart_abandonment_rate: self.carts.value(),
+            cart_to_purchase_rate: 1.0 - self.carts.value(),
+            mean_events_per_session: events as f64 / sessions.max(1) as f64,
+            mean_session_seconds: self.duration_ms as f64 / 1000.0 / sessions.max(1) as f64,
+            peak_hour: argmax(&self.by_hour) as u32,
+            peak_weekday: WEEKDAYS[argmax(&self.by_weekday)],
+            peak_month: MONTHS[argmax(&self.by_month)],
+            events_by_hour: self
+                .by_hour
+                .iter()
+                .map(|n| *n as f64 / events.max(1) as f64)
+                .collect(),
+            item_abandonment_by_category: category_rates,
+            most_abandoned_category,
+            item_abandonment_by_price_band: rates(self.by_band),
+            cart_abandonment_by_age_group: rates(self.by_age),
+            cart_abandonment_by_tier: self
+                .by_tier
+                .into_iter()
+                .map(|(k, r)| (k, r.value()))
+                .collect(),
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! Every metric the projector exports, named in one place.
 
 use cartflow_common::latency::{Latency, Stage};
-use cartflow_common::ops::register;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
+use cartflow_common::metrics::{Registrar, io_seconds_buckets};
+use prometheus::{Histogram, IntCounter, IntGauge, Registry};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -27,59 +27,43 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(r: &Registry) -> Self {
-        let gauge =
-            |name: &str, help: &str| register(r, IntGauge::new(name, help).expect("valid metric"));
-        let counter = |name: &str, help: &str| {
-            register(r, IntCounter::new(name, help).expect("valid metric"))
-        };
+    pub fn new(registry: &Registry) -> Self {
+        let r = Registrar(registry);
         Metrics {
-            active: gauge(
+            active: r.gauge(
                 "cartflow_projector_active",
                 "1 while this instance is the active projector.",
             ),
-            wakeups: counter(
+            wakeups: r.counter(
                 "cartflow_projector_wakeups_total",
                 "Wake-ups received from the consumer's NOTIFY.",
             ),
-            events: counter(
+            events: r.counter(
                 "cartflow_projector_events_total",
                 "Events applied to the analytics.",
             ),
-            steps: counter(
+            steps: r.counter(
                 "cartflow_projector_steps_total",
                 "Transactions that applied a chunk of the log.",
             ),
-            step_seconds: register(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "cartflow_projector_step_seconds",
-                        "Time to read, aggregate, write and commit one chunk of the log.",
-                    )
-                    .buckets(
-                        prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid buckets"),
-                    ),
-                )
-                .expect("valid metric"),
+            step_seconds: r.histogram(
+                "cartflow_projector_step_seconds",
+                "Time to read, aggregate, write and commit one chunk of the log.",
+                io_seconds_buckets(),
             ),
-            lag_events: gauge(
+            lag_events: r.gauge(
                 "cartflow_projector_lag_events",
                 "Stored events not yet in the analytics.",
             ),
-            lag_seconds: register(
-                r,
-                prometheus::Gauge::with_opts(Opts::new(
-                    "cartflow_projector_lag_seconds",
-                    "Age of the oldest stored event not yet in the analytics (0 when current).",
-                ))
-                .expect("valid metric"),
+            lag_seconds: r.float_gauge(
+                "cartflow_projector_lag_seconds",
+                "Age of the oldest stored event not yet in the analytics (0 when current).",
             ),
-            watermark_seconds: gauge(
+            watermark_seconds: r.gauge(
                 "cartflow_projector_watermark_seconds",
                 "The latest event time in the analytics, as a Unix time.",
             ),
-            latency: Latency::new(r, Stage::Projected),
+            latency: Latency::new(registry, Stage::Projected),
         }
     }
 }
