@@ -106,7 +106,7 @@ pub(crate) async fn cartflow(
     let connection = url.connection_string();
     // Counted from the consumers' NOTIFY payloads (rows stored per batch): polling
     // count(*) would take a core from the database being measured.
-    let (client, mut stored_batches) = db::listen(&url, db::EVENTS_CHANNEL).await?;
+    let (client, mut stored_batches) = db::listen(&url, cartflow_common::channels::EVENTS).await?;
     let stop = CancellationToken::new();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -147,7 +147,7 @@ pub(crate) async fn cartflow(
         tokio::select! {
             n = stored_batches.recv() => {
                 let n = n.ok_or_else(|| anyhow::anyhow!("the LISTEN connection closed"))?;
-                stored += n.parse::<u64>().unwrap_or(0);
+                stored += n.map_or(0, |n| n.stored);
             }
             () = &mut deadline => anyhow::bail!("not drained after 15 minutes ({stored} stored)"),
         }

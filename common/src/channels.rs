@@ -1,26 +1,79 @@
 //! The PostgreSQL NOTIFY channels between services and their payloads, defined once: a rename
 //! or a new field breaks the build, not the live updates.
 //!
-//! - [`EVENTS_CHANNEL`]: the consumer, after each committed batch that stored events; the
+//! - [`EVENTS`]: the consumer, after each committed batch that stored events; the
 //!   projector LISTENs and applies the new events at once instead of at its next poll.
-//! - [`ANALYTICS_CHANNEL`]: the projector, after each committed step that changed the live
+//! - [`ANALYTICS`]: the projector, after each committed step that changed the live
 //!   analytics; the gateway LISTENs and pushes the change to its clients.
 
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The consumer's channel; the payload is [`EventsStored`].
-pub const EVENTS_CHANNEL: &str = "cartflow_events";
+/// A NOTIFY channel whose payloads are `T`: the sender and every listener name the same
+/// constant, so neither can read the other's payload as something else.
+pub struct Channel<T> {
+    name: &'static str,
+    payload: PhantomData<fn() -> T>,
+}
 
-/// The projector's channel; the payload is [`AnalyticsChanged`].
-pub const ANALYTICS_CHANNEL: &str = "cartflow_analytics";
+impl<T> Channel<T> {
+    const fn new(name: &'static str) -> Self {
+        Channel {
+            name,
+            payload: PhantomData,
+        }
+    }
 
-/// What the consumer says on [`EVENTS_CHANNEL`]: how many events one transaction stored.
+    /// The channel's name, for LISTEN and `pg_notify`.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Channel<T> {}
+
+impl<T> std::fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Channel").field(&self.name).finish()
+    }
+}
+
+impl<T: Serialize> Channel<T> {
+    /// A payload as NOTIFY carries it (JSON text).
+    pub fn payload(&self, message: &T) -> String {
+        serde_json::to_string(message).expect("channel payloads always serialise")
+    }
+}
+
+impl<T: DeserializeOwned> Channel<T> {
+    /// A payload read back; `None` for text another version wrote that this one cannot read
+    /// (the listener then treats it as a bare wake-up).
+    pub fn read(&self, payload: &str) -> Option<T> {
+        serde_json::from_str(payload).ok()
+    }
+}
+
+/// The consumer's channel.
+pub const EVENTS: Channel<EventsStored> = Channel::new("cartflow_events");
+
+/// The projector's channel.
+pub const ANALYTICS: Channel<AnalyticsChanged> = Channel::new("cartflow_analytics");
+
+/// What the consumer says on [`EVENTS`]: how many events one transaction stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventsStored {
     pub stored: u64,
 }
 
-/// What the projector says on [`ANALYTICS_CHANNEL`] after a step.
+/// What the projector says on [`ANALYTICS`] after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnalyticsChanged {
     /// Events the step applied.
@@ -30,17 +83,6 @@ pub struct AnalyticsChanged {
     /// The oldest publish time (ms since the epoch) among them, so the gateway can measure
     /// publish-to-pushed latency without reading the log.
     pub oldest_published_ms: Option<i64>,
-}
-
-/// A payload as NOTIFY carries it (JSON text).
-pub fn to_payload<T: Serialize>(message: &T) -> String {
-    serde_json::to_string(message).expect("channel payloads always serialise")
-}
-
-/// A payload read back; `None` for text another version wrote that this one cannot read
-/// (the listener then treats it as a bare wake-up).
-pub fn from_payload<T: for<'de> Deserialize<'de>>(payload: &str) -> Option<T> {
-    serde_json::from_str(payload).ok()
 }
 
 #[cfg(test)]
@@ -54,16 +96,21 @@ mod tests {
             next_tx: 99,
             oldest_published_ms: Some(1_700_000_000_000),
         };
-        let text = to_payload(&m);
+        let text = ANALYTICS.payload(&m);
         assert_eq!(
             text,
             r#"{"events":3,"next_tx":99,"oldest_published_ms":1700000000000}"#
         );
-        assert_eq!(from_payload::<AnalyticsChanged>(&text), Some(m));
+        assert_eq!(ANALYTICS.read(&text), Some(m));
         assert_eq!(
-            from_payload::<EventsStored>(&to_payload(&EventsStored { stored: 7 })),
+            EVENTS.read(&EVENTS.payload(&EventsStored { stored: 7 })),
             Some(EventsStored { stored: 7 })
         );
-        assert_eq!(from_payload::<AnalyticsChanged>("12"), None);
+        assert_eq!(ANALYTICS.read("12"), None);
+        assert_eq!(
+            EVENTS.read("7"),
+            None,
+            "the bare count an older consumer sent"
+        );
     }
 }

@@ -5,18 +5,19 @@
 //! them once; running them again is a no-op.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio_postgres::{Client, Config, NoTls};
 use tracing::{info, warn};
 
 use crate::Error;
+use crate::channels::Channel;
 use crate::config::PoolArgs;
 use crate::database_url::DatabaseUrl;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
 }
-
-pub use crate::channels::EVENTS_CHANNEL;
 
 /// Arbitrary but fixed: the advisory lock key that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x6361_7274_666c_6f77; // "cartflow"
@@ -162,12 +163,12 @@ pub async fn migrate(url: &DatabaseUrl) -> Result<Migrated, Error> {
     Ok(Migrated { applied, version })
 }
 
-/// A connection that LISTENs on `channel`, and the payloads of its notifications. The
-/// receiver closes when the connection does.
-pub async fn listen(
+/// A connection that LISTENs on `channel`, and its notifications' payloads: `None` for one
+/// this version cannot read, still a wake-up. The receiver closes when the connection does.
+pub async fn listen<T: DeserializeOwned + Send + 'static>(
     url: &DatabaseUrl,
-    channel: &str,
-) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<String>), Error> {
+    channel: Channel<T>,
+) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<Option<T>>), Error> {
     let (client, mut connection) = open(url.config(), url).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -175,7 +176,7 @@ pub async fn listen(
         while let Some(message) = futures::StreamExt::next(&mut messages).await {
             match message {
                 Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                    if tx.send(n.payload().to_owned()).is_err() {
+                    if tx.send(channel.read(n.payload())).is_err() {
                         break;
                     }
                 }
@@ -188,9 +189,24 @@ pub async fn listen(
         }
     });
     client
-        .batch_execute(&format!("LISTEN {}", quote_ident(channel)))
+        .batch_execute(&format!("LISTEN {}", quote_ident(channel.name())))
         .await?;
     Ok((client, rx))
+}
+
+/// Sends `message` on `channel`, delivered when `client`'s transaction commits.
+pub async fn notify<T: Serialize>(
+    client: &impl tokio_postgres::GenericClient,
+    channel: Channel<T>,
+    message: &T,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[&channel.name(), &channel.payload(message)],
+        )
+        .await?;
+    Ok(())
 }
 
 /// `name` as a quoted SQL identifier.

@@ -6,7 +6,7 @@
 //! dead-lettered whole under a savepoint instead of failing the batch, and so is an event whose
 //! event_id is already stored with other content. Dead letters are recorded once per
 //! (topic, partition, offset), however often the message is redelivered. The transaction ends with a
-//! NOTIFY on [`EVENTS_CHANNEL`](cartflow_common::channels::EVENTS_CHANNEL), delivered on commit.
+//! NOTIFY on [`EVENTS`](cartflow_common::channels::EVENTS), delivered on commit.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::batch::{Batch, DeadLetter, Raw, StoredEvent};
-use cartflow_common::channels;
+use cartflow_common::{channels, db};
 use cartflow_schemas::CartEvent;
 
 /// What one write did.
@@ -133,14 +133,10 @@ pub async fn write(pool: &Pool, batch: &Batch) -> Result<Written, Error> {
         }
     }
     if written.stored > 0 {
-        let payload = channels::to_payload(&channels::EventsStored {
+        let stored = channels::EventsStored {
             stored: written.stored,
-        });
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&channels::EVENTS_CHANNEL, &payload],
-        )
-        .await?;
+        };
+        db::notify(&*tx, channels::EVENTS, &stored).await?;
     }
     tx.commit().await?;
     Ok(written)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cartflow_common::channels::{self, ANALYTICS_CHANNEL};
+use cartflow_common::channels;
 use cartflow_common::retry::Backoff;
 use cartflow_common::{DatabaseUrl, db};
 use deadpool_postgres::Pool;
@@ -49,7 +49,7 @@ async fn follow(
     tick: Duration,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
-    let (_client, mut notifications) = db::listen(url, ANALYTICS_CHANNEL).await?;
+    let (_client, mut notifications) = db::listen(url, channels::ANALYTICS).await?;
     let mut dirty = true;
     // The oldest publish time among the projector steps not yet pushed.
     let mut oldest: Option<i64> = None;
@@ -59,9 +59,10 @@ async fn follow(
     loop {
         tokio::select! {
             n = notifications.recv() => match n {
-                Some(payload) => {
+                Some(changed) => {
                     dirty = true;
-                    if let Some(p) = oldest_published(&payload) {
+                    // The oldest publish time of the events the projector applied.
+                    if let Some(p) = changed.and_then(|c| c.oldest_published_ms) {
                         oldest = Some(oldest.map_or(p, |o| o.min(p)));
                     }
                 }
@@ -85,9 +86,4 @@ async fn follow(
             () = shutdown.cancelled() => return Ok(()),
         }
     }
-}
-
-/// The projector's NOTIFY payload names the oldest publish time of the events it applied.
-fn oldest_published(payload: &str) -> Option<i64> {
-    channels::from_payload::<channels::AnalyticsChanged>(payload)?.oldest_published_ms
 }

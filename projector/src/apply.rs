@@ -2,7 +2,7 @@
 //! checkpoint in the caller's transaction, so a crash at any instant applies it once or not
 //! at all.
 
-use cartflow_common::channels;
+use cartflow_common::{channels, db};
 use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 
@@ -81,16 +81,12 @@ pub async fn step(
     delta.settle_carts(stored);
     store::write(tx, schema, &delta, to).await?;
     if events > 0 && generation == Generation::Live {
-        let payload = channels::to_payload(&channels::AnalyticsChanged {
+        let changed = channels::AnalyticsChanged {
             events,
             next_tx: to,
             oldest_published_ms: published_ms.iter().min().copied(),
-        });
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&channels::ANALYTICS_CHANNEL, &payload],
-        )
-        .await?;
+        };
+        db::notify(tx, channels::ANALYTICS, &changed).await?;
     }
     Ok(Applied {
         events,

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use cartflow_common::channels::EventsStored;
 use cartflow_common::db;
 use cartflow_common::ops::OpsServer;
 use cartflow_common::retry::{Backoff, Class};
@@ -61,7 +62,7 @@ async fn lead(
     // the process or the connection dies PostgreSQL frees it, the standby takes over, and
     // this instance can no longer write.
     let url = &config.database.database_url;
-    let (mut client, mut wakeups) = db::listen(url, db::EVENTS_CHANNEL).await?;
+    let (mut client, mut wakeups) = db::listen(url, cartflow_common::channels::EVENTS).await?;
     // Small, frequent statements: with the planner's estimates off (a one-row checkpoint
     // estimated at 1,060 rows), PostgreSQL JIT-compiled the lag query every 2 s, 107 ms
     // where 0.1 ms does. A rebuild's bulk read keeps JIT on its own connection.
@@ -107,7 +108,7 @@ async fn become_leader(
 
 async fn project(
     client: &mut Client,
-    wakeups: &mut UnboundedReceiver<String>,
+    wakeups: &mut UnboundedReceiver<Option<EventsStored>>,
     config: &Config,
     metrics: &Metrics,
     shutdown: &CancellationToken,
