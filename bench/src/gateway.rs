@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cartflow_gateway::hub::Channel;
@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::fresh_database;
+use crate::measurement::{Args, Measurement};
 use crate::report::{StageResult, quantile_ms};
 use crate::ws_client;
 
@@ -66,11 +67,93 @@ pub(crate) async fn serve(base_url: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Which client measures: `lean` ([`ws_client`]) or `tungstenite` (tokio-tungstenite's).
-pub(crate) const CLIENT_ENV: &str = "CARTFLOW_BENCH_GATEWAY_CLIENT";
+/// Which client measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ClientKind {
+    /// [`ws_client`]: a minimal RFC 6455 client, so the clients cost the shared cores as
+    /// little as they can.
+    Lean,
+    /// tokio-tungstenite's client.
+    Tungstenite,
+}
 
-fn client_kind() -> String {
-    std::env::var(CLIENT_ENV).unwrap_or_else(|_| "lean".into())
+impl ClientKind {
+    pub(crate) fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// The server under measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Server {
+    /// The cartflow gateway.
+    Cartflow,
+    /// A server that only writes pre-encoded frames ([`crate::gateway_floor`]).
+    Floor,
+    /// A plain Python `websockets` broadcast server.
+    Python,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Cartflow => "cartflow",
+            Server::Floor => "floor",
+            Server::Python => "python",
+        }
+    }
+
+    /// Starts the server in a child process and reads the port it printed.
+    fn start(self, args: &Args) -> anyhow::Result<Running> {
+        let mut command = match self {
+            Server::Cartflow => Args {
+                events: 0,
+                ..args.with(Measurement::GatewayServe)
+            }
+            .command()?,
+            Server::Floor => args.with(Measurement::GatewayFloorServe).command()?,
+            Server::Python => {
+                ensure_python_websockets()?;
+                let mut c = Command::new("python3");
+                c.arg(PYTHON_SERVER);
+                c
+            }
+        };
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take().expect("stdin");
+        let pid = child.id();
+        let child = Killed(child);
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let port: u16 = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!("the {} server printed {line:?}, not its port", self.name())
+            })?;
+        Ok(Running {
+            _child: child,
+            stdin,
+            pid,
+            port,
+        })
+    }
+}
+
+/// A server child: told to start broadcasting on stdin, killed when dropped.
+struct Running {
+    _child: Killed,
+    stdin: std::process::ChildStdin,
+    pid: u32,
+    port: u16,
 }
 
 /// Waits for the measuring process's line on stdin: every client is connected.
@@ -91,9 +174,9 @@ fn rss_kib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-struct Server(Child);
+struct Killed(Child);
 
-impl Drop for Server {
+impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -119,107 +202,141 @@ fn ensure_python_websockets() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `clients` clients against the server `which` (`cartflow`, `floor` or `python`).
-pub(crate) async fn measure(
-    which: &str,
-    base_url: &str,
-    clients: u64,
-) -> anyhow::Result<StageResult> {
-    let mut command = match which {
-        "cartflow" => {
-            let mut c = Command::new(std::env::current_exe()?);
-            c.args(["run", "gateway-serve", "--events", "0", "--brokers", ""])
-                .args(["--database-url", base_url]);
-            c
-        }
-        "floor" => {
-            let mut c = Command::new(std::env::current_exe()?);
-            c.args([
-                "run",
-                "gateway-floor-serve",
-                "--events",
-                "0",
-                "--brokers",
-                "",
-            ]);
-            c
-        }
-        _ => {
-            ensure_python_websockets()?;
-            let mut c = Command::new("python3");
-            c.arg(PYTHON_SERVER);
-            c
-        }
-    };
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child.stdout.take().expect("stdout");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let pid = child.id();
-    let _server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let port: u16 = line
-        .trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("the {which} server printed {line:?}, not its port"))?;
+/// Runs `args.events` clients against `server`: latency of the broadcasts they receive, and
+/// the server's memory per idle connection.
+pub(crate) async fn measure(server: Server, args: &Args) -> anyhow::Result<StageResult> {
+    let clients = args.events;
+    let which = server.name();
+    let mut running = server.start(args)?;
+    let pid = running.pid;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(pid);
 
-    let latency = Histogram::with_opts(
-        HistogramOpts::new("latency", "latency")
-            .buckets(prometheus::exponential_buckets(0.0001, 1.5, 40)?),
-    )?;
-    let received = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let url = format!("ws://127.0.0.1:{port}/ws?channels=feed");
-    let lean = client_kind() == "lean";
-    let mut tasks = Vec::with_capacity(clients as usize);
+    let probe = Probe::new()?;
     let connect_started = Instant::now();
+    let (tasks, connected) = connect(running.port, clients, args.gateway_client, &probe).await;
+    let _abort = AbortAll(&tasks);
+    anyhow::ensure!(
+        connected == clients,
+        "only {connected} of {clients} clients connected to the {which} server"
+    );
+    eprintln!(
+        "  {which}: {clients} clients connected in {:.1} s",
+        connect_started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_kib(pid);
+    let per_connection = (idle - before) / clients as f64;
+
+    writeln!(running.stdin, "go")?;
+    running.stdin.flush()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    probe.measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(MEASURE).await;
+    probe.measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let peak = rss_kib(pid) / 1024.0;
+    let n = probe.received.load(Ordering::Relaxed);
+    let expected = clients * 10 * MEASURE.as_secs();
+    Ok(StageResult {
+        name: format!(
+            "{which} server, {clients} {} clients: {per_connection:.1} KiB per idle connection, \
+             {:.0}% of broadcasts received",
+            args.gateway_client.name(),
+            100.0 * n as f64 / expected as f64
+        ),
+        events: n,
+        seconds: elapsed.as_secs_f64(),
+        events_per_second: n as f64 / elapsed.as_secs_f64(),
+        latency_p50_ms: quantile_ms(&probe.latency, 0.5),
+        latency_p99_ms: quantile_ms(&probe.latency, 0.99),
+        peak_rss_mib: peak,
+    })
+}
+
+/// Aborts the clients' tasks however the measurement ends.
+struct AbortAll<'a>(&'a [tokio::task::JoinHandle<Option<()>>]);
+
+impl Drop for AbortAll<'_> {
+    fn drop(&mut self) {
+        for t in self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// What every client records while the measurement runs.
+#[derive(Clone)]
+struct Probe {
+    latency: Histogram,
+    received: Arc<AtomicU64>,
+    measuring: Arc<AtomicBool>,
+}
+
+impl Probe {
+    fn new() -> anyhow::Result<Probe> {
+        Ok(Probe {
+            latency: Histogram::with_opts(
+                HistogramOpts::new("latency", "latency")
+                    .buckets(prometheus::exponential_buckets(0.0001, 1.5, 40)?),
+            )?,
+            received: Arc::default(),
+            measuring: Arc::default(),
+        })
+    }
+
+    /// Records one broadcast's publish-to-receive latency, while measuring.
+    fn on_message(&self, text: &[u8]) {
+        if !self.measuring.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(t) = timestamp(text) {
+            let seconds = now_micros().saturating_sub(t) as f64 / 1e6;
+            self.latency.observe(seconds);
+            self.received.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Connects `clients` clients to the server on `port`, 256 handshakes at a time; returns their
+/// tasks and how many connected (waiting at most a minute for each next one).
+async fn connect(
+    port: u16,
+    clients: u64,
+    kind: ClientKind,
+    probe: &Probe,
+) -> (Vec<tokio::task::JoinHandle<Option<()>>>, u64) {
+    let path = "/ws?channels=feed";
     let limit = Arc::new(tokio::sync::Semaphore::new(256));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut tasks = Vec::with_capacity(clients as usize);
     for _ in 0..clients {
-        let (url, latency, received, measuring, limit, ready) = (
-            url.clone(),
-            latency.clone(),
-            received.clone(),
-            measuring.clone(),
-            limit.clone(),
-            ready_tx.clone(),
-        );
+        let (probe, limit, ready) = (probe.clone(), limit.clone(), ready_tx.clone());
         tasks.push(tokio::spawn(async move {
             let permit = limit.acquire_owned().await.ok()?;
-            let on_message = |text: &[u8]| {
-                if !measuring.load(Ordering::Relaxed) {
-                    return;
+            match kind {
+                ClientKind::Lean => {
+                    let client = ws_client::connect(port, path).await.ok()?;
+                    drop(permit);
+                    let _ = ready.send(());
+                    client.run(|text| probe.on_message(text)).await.ok()?;
                 }
-                if let Some(t) = timestamp(text) {
-                    let ms = now_micros().saturating_sub(t) as f64 / 1e6;
-                    latency.observe(ms);
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-            };
-            if lean {
-                let client = ws_client::connect(port, "/ws?channels=feed").await.ok()?;
-                drop(permit);
-                let _ = ready.send(());
-                client.run(on_message).await.ok()?;
-            } else {
-                // tungstenite zero-fills its whole read buffer (128 KiB by default) on every
-                // read: a 4 KiB one keeps 10,000 clients from spending a core on memset.
-                let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
-                let (mut ws, _) =
-                    tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-                        .await
-                        .ok()?;
-                drop(permit);
-                let _ = ready.send(());
-                while let Some(Ok(m)) = ws.next().await {
-                    on_message(&m.into_data());
+                ClientKind::Tungstenite => {
+                    // tungstenite zero-fills its whole read buffer (128 KiB by default) on
+                    // every read: a 4 KiB one keeps 10,000 clients from spending a core on
+                    // memset.
+                    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+                    let url = format!("ws://127.0.0.1:{port}{path}");
+                    let (mut ws, _) =
+                        tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+                            .await
+                            .ok()?;
+                    drop(permit);
+                    let _ = ready.send(());
+                    while let Some(Ok(m)) = ws.next().await {
+                        probe.on_message(&m.into_data());
+                    }
                 }
             }
             Some(())
@@ -233,46 +350,7 @@ pub(crate) async fn measure(
             _ => break,
         }
     }
-    anyhow::ensure!(
-        connected == clients,
-        "only {connected} of {clients} clients connected to the {which} server"
-    );
-    eprintln!(
-        "  {which}: {clients} clients connected in {:.1} s",
-        connect_started.elapsed().as_secs_f64()
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = rss_kib(pid);
-    let per_connection = (idle - before) / clients as f64;
-
-    writeln!(stdin, "go")?;
-    stdin.flush()?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(MEASURE).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    let peak = rss_kib(pid) / 1024.0;
-    for t in &tasks {
-        t.abort();
-    }
-    let n = received.load(Ordering::Relaxed);
-    let expected = clients * 10 * MEASURE.as_secs();
-    Ok(StageResult {
-        name: format!(
-            "{which} server, {clients} {} clients: {per_connection:.1} KiB per idle connection, \
-             {:.0}% of broadcasts received",
-            client_kind(),
-            100.0 * n as f64 / expected as f64
-        ),
-        events: n,
-        seconds: elapsed.as_secs_f64(),
-        events_per_second: n as f64 / elapsed.as_secs_f64(),
-        latency_p50_ms: quantile_ms(&latency, 0.5),
-        latency_p99_ms: quantile_ms(&latency, 0.99),
-        peak_rss_mib: peak,
-    })
+    (tasks, connected)
 }
 
 /// The `"t"` field of a broadcast, without parsing the whole message.

@@ -14,14 +14,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
 use crate::auth::{Access, origin_allowed};
-use crate::hub::Channel;
+use crate::hub::{Channel, Outgoing};
 use crate::metrics::{Cut, Refused};
 use crate::state::Shared;
 
@@ -152,24 +152,9 @@ async fn client(socket: WebSocket, state: &WsState, channels: Subscriptions) -> 
         tokio::select! {
             out = rx.recv() => match out {
                 Ok(o) if channels.contains(o.channel) => {
-                    // A client that fell behind gets what is waiting in one write, not one
-                    // system call per message: under load that is what lets it catch up.
-                    let mut batch = vec![send(o.text)];
-                    let mut lagged = false;
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(o) if channels.contains(o.channel) => batch.push(send(o.text)),
-                            Ok(_) => {}
-                            Err(TryRecvError::Lagged(_)) => {
-                                lagged = true;
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if lagged {
+                    let Some(batch) = gather(send(o.text), &mut rx, &channels) else {
                         return too_slow(&mut sink).await;
-                    }
+                    };
                     if !deliver_all(&mut sink, batch, state).await {
                         return Some(Cut::Slow);
                     }
@@ -181,14 +166,7 @@ async fn client(socket: WebSocket, state: &WsState, channels: Subscriptions) -> 
                     return None;
                 }
             },
-            how = &mut ended => match how.unwrap_or(Ended::Left) {
-                Ended::Left => return None,
-                Ended::TooBig => {
-                    close(&mut sink, CLOSE_TOO_BIG, "message too big").await;
-                    return Some(Cut::Oversized);
-                }
-                Ended::Protocol => return Some(Cut::Protocol),
-            },
+            how = &mut ended => return reader_ended(&mut sink, how.unwrap_or(Ended::Left)).await,
             _ = ping.tick() => {
                 if heard.silent_ms() > 2 * ping_every.as_millis() as u64 {
                     close(&mut sink, CLOSE_NO_PONG, "no pong").await;
@@ -203,6 +181,38 @@ async fn client(socket: WebSocket, state: &WsState, channels: Subscriptions) -> 
                 return None;
             }
         }
+    }
+}
+
+/// `first` and whatever else for this client is already waiting, up to [`MAX_BATCH`]: a client
+/// that fell behind gets it in one write, not one system call per message, which under load is
+/// what lets it catch up. None when it fell so far behind that messages were dropped.
+fn gather(
+    first: Message,
+    rx: &mut broadcast::Receiver<Outgoing>,
+    channels: &Subscriptions,
+) -> Option<Vec<Message>> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(o) if channels.contains(o.channel) => batch.push(Message::Text(o.text)),
+            Ok(_) => {}
+            Err(TryRecvError::Lagged(_)) => return None,
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Closes the connection as the reader's end asks; returns why it was cut, if it was.
+async fn reader_ended(sink: &mut Sink, how: Ended) -> Option<Cut> {
+    match how {
+        Ended::Left => None,
+        Ended::TooBig => {
+            close(sink, CLOSE_TOO_BIG, "message too big").await;
+            Some(Cut::Oversized)
+        }
+        Ended::Protocol => Some(Cut::Protocol),
     }
 }
 

@@ -1,0 +1,172 @@
+//! The parent's side: the stages a run asks for, each its measurements beside their baseline,
+//! and the comparison table at the end.
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+use crate::gateway::ClientKind;
+use crate::measurement::{Args, Measurement as M};
+use crate::producer;
+use crate::report::{self, Comparison};
+
+/// What a benchmark run measures, and against what.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Bench {
+    /// Stages to run.
+    #[arg(
+        long,
+        env = "CARTFLOW_BENCH_STAGES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "producer,consumer,projector"
+    )]
+    stages: Vec<Stage>,
+    /// Events per measurement.
+    #[arg(long, env = "CARTFLOW_BENCH_EVENTS", default_value_t = 5_000_000)]
+    events: u64,
+    /// Events for the consumer stage (drained from the topic).
+    #[arg(
+        long,
+        env = "CARTFLOW_BENCH_CONSUMER_EVENTS",
+        default_value_t = 1_000_000
+    )]
+    consumer_events: u64,
+    /// Events for the projector stage (written to PostgreSQL first).
+    #[arg(
+        long,
+        env = "CARTFLOW_BENCH_PROJECTOR_EVENTS",
+        default_value_t = 10_000_000
+    )]
+    projector_events: u64,
+    /// WebSocket clients for the gateway stage.
+    #[arg(long, env = "CARTFLOW_BENCH_CLIENTS", default_value_t = 10_000)]
+    clients: u64,
+    /// PostgreSQL server for the consumer stage (each run gets a fresh database on it).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = cartflow_common::config::DEFAULT_DATABASE_URL
+    )]
+    database_url: String,
+    /// Kafka bootstrap servers.
+    #[arg(
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        default_value = cartflow_common::config::DEFAULT_KAFKA_BROKERS
+    )]
+    brokers: String,
+    /// The gateway stage's measuring clients: `lean` (a minimal RFC 6455 client, so the
+    /// clients cost the shared cores as little as they can) or `tungstenite`.
+    #[arg(
+        long,
+        env = "CARTFLOW_BENCH_GATEWAY_CLIENT",
+        value_enum,
+        default_value_t = ClientKind::Lean
+    )]
+    gateway_client: ClientKind,
+    /// Also write the results as JSON here.
+    #[arg(long, env = "CARTFLOW_BENCH_JSON")]
+    json: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Stage {
+    Producer,
+    Consumer,
+    Projector,
+    Gateway,
+}
+
+impl Bench {
+    /// A child's command line: `what` over `events` with this run's services.
+    fn args(&self, what: M, events: u64, prefix: &str) -> Args {
+        Args {
+            what,
+            events,
+            brokers: self.brokers.clone(),
+            size: 0,
+            database_url: self.database_url.clone(),
+            prefix: prefix.to_owned(),
+            gateway_client: self.gateway_client,
+        }
+    }
+}
+
+/// Runs every stage asked for, prints the table and writes the JSON.
+pub(crate) fn run_all(bench: &Bench) -> anyhow::Result<()> {
+    let mut results = Vec::new();
+    for stage in &bench.stages {
+        results.extend(match stage {
+            Stage::Producer => producer_stage(bench)?,
+            Stage::Consumer => consumer_stage(bench)?,
+            Stage::Gateway => gateway_stage(bench)?,
+            Stage::Projector => projector_stage(bench)?,
+        });
+    }
+    report::print_table(&results);
+    if let Some(path) = &bench.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn producer_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
+    let size = producer::mean_event_size();
+    eprintln!(
+        "producer: mean encoded event {size} bytes; {} events per run",
+        bench.events
+    );
+    let args = Args {
+        size,
+        ..bench.args(M::ProducerBaseline, bench.events, "")
+    };
+    let base = args.measure()?;
+    let ours = args.with(M::ProducerCartflow).measure()?;
+    Ok(vec![report::compare("producer backfill", &ours, &base)])
+}
+
+fn consumer_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
+    let prefix = format!("bench-{}-", uuid::Uuid::new_v4().simple());
+    let args = bench.args(M::ConsumerPrepare, bench.consumer_events, &prefix);
+    eprintln!("consumer: {} events on the topic first", args.events);
+    args.spawn()?;
+    let base = args.with(M::ConsumerBaseline).measure()?;
+    let one = args.with(M::ConsumerCartflowOne).measure()?;
+    let three = args.with(M::ConsumerCartflowThree).measure()?;
+    args.with(M::ConsumerCleanup).spawn()?;
+    Ok(vec![
+        report::compare("consumer drain", &one, &base),
+        report::compare("consumer drain, 3 in a group", &three, &base),
+    ])
+}
+
+fn gateway_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
+    let args = bench.args(M::GatewayPython, bench.clients, "");
+    eprintln!(
+        "gateway: {} WebSocket clients, 10 broadcasts/s",
+        args.events
+    );
+    let base = args.measure()?;
+    let ours = args.with(M::GatewayCartflow).measure()?;
+    let floor = args.with(M::GatewayFloor).measure()?;
+    Ok(vec![
+        report::compare("gateway fan-out", &ours, &base),
+        report::compare("gateway floor", &floor, &base),
+    ])
+}
+
+fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
+    let prefix = uuid::Uuid::new_v4().simple().to_string();
+    let args = bench.args(M::ProjectorPrepare, bench.projector_events, &prefix);
+    eprintln!("projector: {} events into PostgreSQL first", args.events);
+    args.spawn()?;
+    let base = args.with(M::ProjectorBaseline).measure()?;
+    let incremental = args.with(M::ProjectorIncremental).measure()?;
+    let rebuild = args.with(M::ProjectorRebuild).measure()?;
+    args.with(M::ProjectorCleanup).spawn()?;
+    Ok(vec![
+        report::compare("projector incremental", &incremental, &base),
+        report::compare("projector rebuild", &rebuild, &base),
+    ])
+}
