@@ -54,10 +54,10 @@ async fn pool_with(url: &DatabaseUrl, size: PoolArgs, config: Config) -> Result<
             reason: e.to_string(),
         })?;
     let probe = pool.get().await.map_err(|e| match e {
-        deadpool_postgres::PoolError::Backend(e) => Error::database_connect(url, &e),
+        deadpool_postgres::PoolError::Backend(e) => Error::database_connect(url, e),
         e => Error::DatabaseUnreachable {
             url: url.to_string(),
-            reason: e.to_string(),
+            source: Box::new(e),
         },
     })?;
     drop(probe);
@@ -228,5 +228,5 @@ async fn open(
     config
         .connect(NoTls)
         .await
-        .map_err(|e| Error::database_connect(url, &e))
+        .map_err(|e| Error::database_connect(url, e))
 }

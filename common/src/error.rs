@@ -3,10 +3,14 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "PostgreSQL is not reachable at {url}: {reason}. Start it (deploy/local/run.sh starts \
+        "PostgreSQL is not reachable at {url}: {source}. Start it (deploy/local/run.sh starts \
          one) or point DATABASE_URL at a running server"
     )]
-    DatabaseUnreachable { url: String, reason: String },
+    DatabaseUnreachable {
+        url: String,
+        /// The driver's or the pool's error, kept whole for its chain of causes.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("PostgreSQL at {url} refused: {message} (SQLSTATE {code}); {hint}")]
     DatabaseRefused {
         url: String,
@@ -68,15 +72,19 @@ impl Error {
     /// A refusal PostgreSQL explained (SQLSTATE, its message) as the operator should read it,
     /// with what to do; anything else as it is.
     pub fn explained(self, url: &crate::DatabaseUrl) -> Error {
-        match self.database() {
-            Some(e) if e.as_db_error().is_some() => Error::database_connect(url, e),
-            _ => self,
+        match self {
+            Error::Database(e) | Error::Pool(deadpool_postgres::PoolError::Backend(e))
+                if e.as_db_error().is_some() =>
+            {
+                Error::database_connect(url, e)
+            }
+            other => other,
         }
     }
 
     /// A connection or pool error as the operator should read it: a server that answered and
     /// said no (a wrong password, a missing database) is not "unreachable".
-    pub fn database_connect(url: &crate::DatabaseUrl, e: &tokio_postgres::Error) -> Error {
+    pub fn database_connect(url: &crate::DatabaseUrl, e: tokio_postgres::Error) -> Error {
         match e.as_db_error() {
             Some(db) => Error::DatabaseRefused {
                 url: url.to_string(),
@@ -86,7 +94,7 @@ impl Error {
             },
             None => Error::DatabaseUnreachable {
                 url: url.to_string(),
-                reason: e.to_string(),
+                source: Box::new(e),
             },
         }
     }
@@ -113,4 +121,23 @@ macro_rules! wrap_driver_errors {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_keeps_the_cause_it_reports() {
+        let e = Error::DatabaseUnreachable {
+            url: "postgres://cartflow@127.0.0.1:1/cartflow".into(),
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            )),
+        };
+        let cause = std::error::Error::source(&e).expect("the cause is kept");
+        assert_eq!(cause.to_string(), "connection refused");
+        assert!(e.to_string().contains("connection refused"), "{e}");
+    }
 }
