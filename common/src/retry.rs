@@ -1,6 +1,6 @@
 //! One policy for failures every service shares: which errors are worth retrying
 //! ([`classify_db`], [`classify_kafka`]), how long to wait between tries ([`Backoff`]), and
-//! what an operator should do about the ones that are not ([`db_hint`]).
+//! what an operator should do about the ones that are not ([`db_hint`]), and which refusals concern one row only ([`refuses_row`]).
 //!
 //! Transient means the same work may succeed later without anyone acting: the server is
 //! restarting, a connection dropped, a lock or serialisation conflict. Permanent means it
@@ -41,6 +41,19 @@ pub fn classify_sqlstate(code: &str) -> Class {
         "55" if code == "55P03" => Class::Transient,
         _ => Class::Permanent,
     }
+}
+
+/// Whether PostgreSQL refused a row for what it holds (data exceptions, class 22, and
+/// integrity constraints, class 23: a bad encoding, a value out of range, a check or unique
+/// violation): permanent for that row alone, which a writer then sets aside (the consumer
+/// dead-letters it) instead of failing the batch around it.
+pub fn refuses_row(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| refuses_row_sqlstate(c.code()))
+}
+
+/// The rule behind [`refuses_row`], on the five-character SQLSTATE.
+pub fn refuses_row_sqlstate(code: &str) -> bool {
+    code.starts_with("22") || code.starts_with("23")
 }
 
 /// Classifies a Kafka client error. Most broker-side errors are retried by librdkafka itself
@@ -157,6 +170,27 @@ mod tests {
         ];
         for (code, class, what) in table {
             assert_eq!(classify_sqlstate(code), class, "{code} ({what})");
+        }
+    }
+
+    #[test]
+    fn row_refusals_are_data_and_integrity_errors_only() {
+        let table = [
+            ("22021", true, "bad encoding (a NUL byte)"),
+            ("22003", true, "numeric value out of range"),
+            ("23505", true, "unique violation"),
+            ("23514", true, "check violation"),
+            ("23503", true, "foreign key violation"),
+            ("42P01", false, "undefined table: every row fails"),
+            ("40001", false, "serialization failure: transient"),
+            ("08006", false, "connection failure"),
+            ("25006", false, "read-only transaction"),
+        ];
+        for (code, refuses, what) in table {
+            assert_eq!(refuses_row_sqlstate(code), refuses, "{code} ({what})");
+            if refuses {
+                assert_eq!(classify_sqlstate(code), Class::Permanent, "{code} ({what})");
+            }
         }
     }
 

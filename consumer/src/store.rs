@@ -14,12 +14,11 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, Transaction};
 use rust_decimal::Decimal;
-use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::Error;
 use crate::batch::{Batch, DeadLetter, Raw, StoredEvent};
-use cartflow_common::{channels, db};
+use cartflow_common::{channels, db, retry};
 use cartflow_schemas::CartEvent;
 
 /// What one write did.
@@ -204,20 +203,12 @@ async fn guarded(
             tx.batch_execute("RELEASE SAVEPOINT row_write").await?;
             Ok(None)
         }
-        Err(e) if is_refusal(&e) => {
+        Err(e) if retry::refuses_row(&e) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT row_write").await?;
             Ok(Some(refusal(raw, &format!("{what} refused"), &e)))
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// Integrity and data errors: the row will never be accepted as it is.
-fn is_refusal(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| {
-        let code = c.code();
-        code.starts_with("22") || code.starts_with("23") || *c == SqlState::CHECK_VIOLATION
-    })
 }
 
 /// The dead letter for a row PostgreSQL refused: the message whole, and PostgreSQL's own
@@ -253,7 +244,7 @@ async fn insert_events_or_refuse(
             tx.batch_execute("RELEASE SAVEPOINT bulk_events").await?;
             return Ok(stored);
         }
-        Err(e) if e.database().is_some_and(is_refusal) => {
+        Err(e) if e.database().is_some_and(retry::refuses_row) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT bulk_events")
                 .await?;
         }
@@ -267,7 +258,7 @@ async fn insert_events_or_refuse(
                 tx.batch_execute("RELEASE SAVEPOINT row_write").await?;
                 stored += n;
             }
-            Err(e) if e.database().is_some_and(is_refusal) => {
+            Err(e) if e.database().is_some_and(retry::refuses_row) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT row_write").await?;
                 let what = format!("event {} refused", event.event.event_id);
                 let db = e.database().expect("checked above");
