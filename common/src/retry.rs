@@ -1,6 +1,7 @@
 //! One policy for failures every service shares: which errors are worth retrying
-//! ([`classify_db`], [`classify_kafka`]), how long to wait between tries ([`Backoff`]), and
-//! what an operator should do about the ones that are not ([`db_hint`]), and which refusals concern one row only ([`refuses_row`]).
+//! ([`classify_db`], [`classify_kafka`]), how long to wait between tries ([`Backoff`]), what
+//! an operator should do about the ones that are not ([`db_hint`]), and which refusals concern
+//! one row only ([`refuses_row`]).
 //!
 //! Transient means the same work may succeed later without anyone acting: the server is
 //! restarting, a connection dropped, a lock or serialisation conflict. Permanent means it
