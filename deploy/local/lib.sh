@@ -8,6 +8,9 @@ RUN_DIR="${CARTFLOW_RUN_DIR:-$ROOT/.run}"
 KAFKA_VERSION="${CARTFLOW_KAFKA_VERSION:-4.1.1}"
 KAFKA_HOME="${CARTFLOW_KAFKA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/cartflow/kafka-$KAFKA_VERSION}"
 KAFKA_HEAP_OPTS="${CARTFLOW_KAFKA_HEAP:--Xms256m -Xmx1g}"
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/cartflow"
+REGISTRY_VERSION=2.4.2.Final # Apicurio Registry; see deploy/local/registry/pom.xml for why this one
+REGISTRY_HEAP_OPTS="${CARTFLOW_REGISTRY_HEAP:--Xms64m -Xmx384m}"
 # The defaults, from the one file the services' constants are checked against.
 DEFAULTS=$(grep -E '^[A-Z_]+=' "$ROOT/deploy/local/defaults.env")
 : "${DATABASE_URL:=$(sed -n 's/^DATABASE_URL=//p' <<<"$DEFAULTS")}"
@@ -130,6 +133,7 @@ ensure_postgres() {
 # this machine. (tansu was the broker here until it was found to lose data; see
 # docs/architecture.md, "Apache Kafka is the reference broker".)
 BROKER_STARTED=
+REGISTRY_STARTED=
 ensure_kafka() {
   local host port
   host=$(kafka_host); port=$(kafka_port)
@@ -186,7 +190,56 @@ start_apache_kafka() {
 }
 
 # Stops the broker this script started, if any.
-stop_broker() { if [ -n "$BROKER_STARTED" ]; then stop_pidfile "$BROKER_STARTED"; fi; }
+stop_broker() { if [ -n "${BROKER_STARTED:-}" ]; then stop_pidfile "$BROKER_STARTED"; fi; }
+
+url_host() { local h=${1#*://}; h=${h%%/*}; echo "${h%:*}"; }
+url_port() { local h=${1#*://}; h=${h%%/*}; [[ $h == *:* ]] && echo "${h##*:}" || echo 80; }
+
+# Builds Apicurio Registry's runnable jar from Maven Central, once for each version of
+# deploy/local/registry (the folder's hash names the cache), and sets REGISTRY_HOME.
+fetch_registry() {
+  local src="$ROOT/deploy/local/registry" key tmp log="${TMPDIR:-/tmp}/cartflow-registry-build.log"
+  key=$(cd "$src" && find . -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12)
+  REGISTRY_HOME="${CARTFLOW_REGISTRY_HOME:-$CACHE_DIR/apicurio-registry-$REGISTRY_VERSION-$key}"
+  [ -f "$REGISTRY_HOME/target/registry-1-runner.jar" ] && return
+  command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null 2>&1 || apt_install maven
+  say "Building Apicurio Registry $REGISTRY_VERSION from Maven Central into $REGISTRY_HOME (once)"
+  tmp="$REGISTRY_HOME.partial"
+  rm -rf "$tmp" && mkdir -p "$(dirname "$tmp")" && cp -r "$src" "$tmp"
+  mvn -B -q -f "$tmp/pom.xml" package -DskipTests >"$log" 2>&1 \
+    || { tail -n 30 "$log" >&2; die "Maven could not build Apicurio Registry (full log: $log)."; }
+  rm -rf "$REGISTRY_HOME" && mv "$tmp" "$REGISTRY_HOME"
+}
+
+# A Confluent-compatible schema registry answering at URL (its Confluent API's base, such as
+# http://127.0.0.1:8081/apis/ccompat/v6): reused if one answers, else Apicurio Registry
+# started here with in-memory storage (schemas last as long as the process).
+ensure_registry() {
+  local url=$1 host port i
+  if curl -sf "$url/subjects" >/dev/null 2>&1; then
+    say "Schema registry answers at $url"
+    return
+  fi
+  host=$(url_host "$url"); port=$(url_port "$url")
+  is_local "$host" || die "No schema registry answers at $url, and it is not on this machine: start one, or point SCHEMA_REGISTRY_URL at a running registry."
+  fetch_registry
+  mkdir -p "$RUN_DIR"
+  say "Starting Apicurio Registry $REGISTRY_VERSION on $host:$port"
+  setsid java $REGISTRY_HEAP_OPTS -Dquarkus.http.host="$host" -Dquarkus.http.port="$port" \
+      -jar "$REGISTRY_HOME/target/registry-1-runner.jar" >"$RUN_DIR/registry.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/registry.pid"
+  REGISTRY_STARTED=registry
+  for ((i = 0; i < 120; i++)); do
+    curl -sf "$url/subjects" >/dev/null 2>&1 && break
+    pid_alive registry || { tail -n 20 "$RUN_DIR/registry.log" >&2; die "Apicurio Registry exited (log: $RUN_DIR/registry.log)."; }
+    sleep 0.5
+  done
+  curl -sf "$url/subjects" >/dev/null 2>&1 \
+    || { tail -n 20 "$RUN_DIR/registry.log" >&2; die "Apicurio Registry did not answer at $url within 60 s (log: $RUN_DIR/registry.log)."; }
+  say "Schema registry (Apicurio Registry $REGISTRY_VERSION) answers at $url"
+}
+stop_registry() { if [ -n "${REGISTRY_STARTED:-}" ]; then stop_pidfile "$REGISTRY_STARTED"; fi; }
 
 # True when RUN_DIR/NAME.pid names a live process (a missing or empty pid file is not one).
 pid_alive() {

@@ -4,7 +4,9 @@
 # Reuses PostgreSQL and a Kafka broker when they already answer at DATABASE_URL and
 # KAFKA_BROKERS; otherwise installs PostgreSQL from the distribution's packages and Apache
 # Kafka's jars from Maven Central (with Maven, once, into ~/.cache/cartflow), and starts them:
-# Kafka as a single KRaft node with its log in .run/kafka. Then builds the services (release), migrates the database and starts
+# Kafka as a single KRaft node with its log in .run/kafka. With SCHEMA_REGISTRY_URL set, also
+# a schema registry there (Apicurio Registry, built once from Maven Central) if none answers.
+# Then builds the services (release), migrates the database and starts
 # the consumer, projector, gateway and producer, and Prometheus (installed from the
 # distribution's packages when missing) scraping them with deploy/prometheus's alert rules,
 # with logs and pid files under .run/.
@@ -58,6 +60,9 @@ fi
 ensure_build_tools
 ensure_postgres
 ensure_kafka
+# With SCHEMA_REGISTRY_URL set the producer registers its schemas and writes the Confluent
+# framing, and the consumer resolves ids there; a local one is started if none answers.
+if [ -n "${SCHEMA_REGISTRY_URL:-}" ]; then ensure_registry "$SCHEMA_REGISTRY_URL"; fi
 [ "$PROMETHEUS_ADDR" = off ] || ensure_prometheus
 
 say "Building the services (${BUILD[*]})"
@@ -77,6 +82,7 @@ stop_all() {
   trap - INT TERM EXIT
   say "Stopping"
   for name in prometheus producer gateway projector consumer; do stop_pidfile "$name"; done
+  stop_registry
   stop_broker
 }
 

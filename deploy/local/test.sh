@@ -3,15 +3,17 @@
 #
 # Brings up the same dependencies as run.sh (reusing what already answers at DATABASE_URL and
 # KAFKA_BROKERS, installing PostgreSQL or Apache Kafka when missing), Chromium for the browser test,
-# Prometheus and docker-compose for the deployment tests, fastavro for the contract's, then checks formatting and lints,
-# and runs `cargo test --workspace`. A broker it started is stopped at exit.
+# Prometheus and docker-compose for the deployment tests, fastavro for the contract's, and a
+# schema registry (Apicurio Registry, built from Maven Central) for the registry tests, then
+# checks formatting and lints, and runs `cargo test --workspace`. A broker or registry it
+# started is stopped at exit.
 #
 # Usage: deploy/local/test.sh [extra cargo test arguments]
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-cleanup() { stop_broker; }
+cleanup() { stop_broker; stop_registry; }
 trap cleanup EXIT
 
 ensure_build_tools
@@ -21,6 +23,10 @@ ensure_compose
 ensure_python_peers
 ensure_postgres
 ensure_kafka
+# The registry tests' own registry, named by a variable of their own: SCHEMA_REGISTRY_URL
+# would switch every other test's producer to the registry's framing.
+export CARTFLOW_TEST_REGISTRY_URL="${CARTFLOW_TEST_REGISTRY_URL:-http://127.0.0.1:8081/apis/ccompat/v6}"
+ensure_registry "$CARTFLOW_TEST_REGISTRY_URL"
 
 say "Checking formatting (cargo fmt --check)"
 cargo fmt --all -- --check || die "Formatting differs: run cargo fmt --all."
