@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::error::Error as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use apache_avro::error::Details;
-use apache_avro::{from_avro_datum, to_avro_datum};
+use apache_avro::{Schema, from_avro_datum, to_avro_datum};
 
 use crate::record::Fields;
 use crate::{Contract, Error, Record, SchemaRef};
@@ -32,33 +33,111 @@ pub enum WireFormat {
     Confluent,
 }
 
-/// The schema ids a schema registry assigned to the contract's schemas.
+/// The schema a message was written with.
+#[derive(Debug, Clone)]
+pub enum Writer {
+    /// One of the contract's schemas.
+    Contract(SchemaRef),
+    /// A schema of one of the contract's families that this build does not ship (a newer
+    /// version, learned from a registry): read by resolving it to the reader's schema, so
+    /// fields it adds are skipped.
+    Foreign {
+        family: &'static str,
+        schema: Arc<Schema>,
+    },
+}
+
+impl Writer {
+    pub fn family(&self) -> &'static str {
+        match self {
+            Writer::Contract(s) => s.family(),
+            Writer::Foreign { family, .. } => family,
+        }
+    }
+}
+
+impl PartialEq<SchemaRef> for Writer {
+    fn eq(&self, other: &SchemaRef) -> bool {
+        matches!(self, Writer::Contract(s) if s == other)
+    }
+}
+
+/// The schema ids a schema registry assigned, to the contract's schemas or to others of its
+/// families.
 #[derive(Debug, Clone, Default)]
 pub struct ConfluentIds {
-    by_id: HashMap<u32, SchemaRef>,
+    by_id: HashMap<u32, Writer>,
     by_schema: HashMap<SchemaRef, u32>,
 }
 
 impl ConfluentIds {
     pub fn insert(&mut self, id: u32, schema: SchemaRef) {
-        self.by_id.insert(id, schema);
+        self.by_id.insert(id, Writer::Contract(schema));
         self.by_schema.insert(schema, id);
     }
 
+    /// The contract schema registered under `id`, if it is one.
     pub fn schema_of(&self, id: u32) -> Option<SchemaRef> {
-        self.by_id.get(&id).copied()
+        match self.by_id.get(&id)? {
+            Writer::Contract(s) => Some(*s),
+            Writer::Foreign { .. } => None,
+        }
     }
 
     pub fn id_of(&self, schema: SchemaRef) -> Option<u32> {
         self.by_schema.get(&schema).copied()
     }
+
+    /// What `schema_json`, registered under `id`, is to this build: a contract schema (same
+    /// Parsing Canonical Form) or a foreign version of a contract family.
+    pub fn learn(&mut self, id: u32, schema_json: &str) -> Result<Writer, Error> {
+        let unsupported = |reason: String| Error::UnsupportedSchema { id, reason };
+        let fingerprint = crate::canonical::parsing_fingerprint64(schema_json)
+            .map_err(|e| unsupported(e.to_string()))?;
+        let contract = Contract::get();
+        let writer = match contract.by_fingerprint(fingerprint) {
+            Some(known) => Writer::Contract(known),
+            None => {
+                let schema =
+                    Schema::parse_str(schema_json).map_err(|e| unsupported(e.to_string()))?;
+                let name = match &schema {
+                    Schema::Record(r) => r.name.fullname(None),
+                    other => return Err(unsupported(format!("not a record: {other:?}"))),
+                };
+                let family = SchemaRef::ALL
+                    .into_iter()
+                    .find(|s| {
+                        contract
+                            .schema(*s)
+                            .name()
+                            .is_some_and(|n| n.fullname(None) == name)
+                    })
+                    .map(SchemaRef::family)
+                    .ok_or_else(|| {
+                        unsupported(format!("{name} is not a record of the contract"))
+                    })?;
+                Writer::Foreign {
+                    family,
+                    schema: Arc::new(schema),
+                }
+            }
+        };
+        self.by_id.insert(id, writer.clone());
+        Ok(writer)
+    }
+
+    fn writer(&self, id: u32) -> Option<Writer> {
+        self.by_id.get(&id).cloned()
+    }
 }
 
 /// Encodes in one wire format and decodes both.
+///
+/// Clones share the schema ids: what one learns from a registry, all read.
 #[derive(Debug, Clone, Default)]
 pub struct Codec {
     format: WireFormat,
-    ids: ConfluentIds,
+    ids: Arc<RwLock<ConfluentIds>>,
 }
 
 impl Codec {
@@ -74,7 +153,30 @@ impl Codec {
 
     pub fn new(format: WireFormat, ids: ConfluentIds) -> Self {
         apache_avro::util::max_allocation_bytes(MAX_FIELD_BYTES);
-        Codec { format, ids }
+        Codec {
+            format,
+            ids: Arc::new(RwLock::new(ids)),
+        }
+    }
+
+    fn ids(&self) -> std::sync::RwLockReadGuard<'_, ConfluentIds> {
+        // The lock is only written by `learn`, which cannot panic while holding it.
+        self.ids.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records what a registry says schema `id` is, for every clone of this codec.
+    pub fn learn(&self, id: u32, schema_json: &str) -> Result<Writer, Error> {
+        self.ids
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .learn(id, schema_json)
+    }
+
+    /// The schema id of a Confluent-framed message whose schema this codec does not know
+    /// yet: the one to ask a registry for.
+    pub fn unknown_schema_id(&self, bytes: &[u8]) -> Option<u32> {
+        let id = confluent_id(bytes)?;
+        self.ids().writer(id).is_none().then_some(id)
     }
 
     pub fn format(&self) -> WireFormat {
@@ -103,7 +205,7 @@ impl Codec {
             }
             WireFormat::Confluent => {
                 let id = self
-                    .ids
+                    .ids()
                     .id_of(schema)
                     .ok_or(Error::MissingSchemaId(schema))?;
                 out.push(CONFLUENT_MAGIC);
@@ -131,7 +233,7 @@ impl Codec {
     }
 
     /// The schema a message was written with, read from its header.
-    pub fn writer_schema(&self, bytes: &[u8]) -> Result<SchemaRef, Error> {
+    pub fn writer_schema(&self, bytes: &[u8]) -> Result<Writer, Error> {
         self.split(bytes).map(|(schema, _)| schema)
     }
 
@@ -150,11 +252,17 @@ impl Codec {
         if writer.family() != T::FAMILY || reader.family() != T::FAMILY {
             return Err(Error::UnexpectedSchema {
                 expected: T::FAMILY,
-                found: writer,
+                found: writer.family(),
             });
         }
         let contract = Contract::get();
-        let reader_schema = (reader != writer).then(|| contract.schema(reader));
+        let (writer_schema, reader_schema) = match &writer {
+            Writer::Contract(w) => (
+                contract.schema(*w),
+                (reader != *w).then(|| contract.schema(reader)),
+            ),
+            Writer::Foreign { schema, .. } => (schema.as_ref(), Some(contract.schema(reader))),
+        };
         let mut input = Guarded {
             rest: body,
             overrun: false,
@@ -162,7 +270,7 @@ impl Codec {
         // apache-avro returns errors for bad input; catching a panic as well keeps one
         // unforeseen corner of a third-party decoder from crash-looping a consumer.
         let decoded = catch_unwind(AssertUnwindSafe(|| {
-            from_avro_datum(contract.schema(writer), &mut input, reader_schema)
+            from_avro_datum(writer_schema, &mut input, reader_schema)
         }))
         .map_err(|_| Error::InvalidBody("the Avro decoder panicked".into()))?
         .map_err(classify)?;
@@ -175,7 +283,7 @@ impl Codec {
         T::from_avro(Fields::from_value(decoded)?)
     }
 
-    fn split<'a>(&self, bytes: &'a [u8]) -> Result<(SchemaRef, &'a [u8]), Error> {
+    fn split<'a>(&self, bytes: &'a [u8]) -> Result<(Writer, &'a [u8]), Error> {
         match bytes {
             [] => Err(Error::Empty),
             [0xC3, ..] => {
@@ -194,7 +302,7 @@ impl Codec {
                 let schema = Contract::get()
                     .by_fingerprint(fp)
                     .ok_or(Error::UnknownFingerprint(fp))?;
-                Ok((schema, &bytes[SINGLE_OBJECT_HEADER..]))
+                Ok((Writer::Contract(schema), &bytes[SINGLE_OBJECT_HEADER..]))
             }
             [CONFLUENT_MAGIC, ..] => {
                 if bytes.len() < CONFLUENT_HEADER {
@@ -203,14 +311,20 @@ impl Codec {
                         needed: CONFLUENT_HEADER,
                     });
                 }
-                let mut id = [0u8; 4];
-                id.copy_from_slice(&bytes[1..CONFLUENT_HEADER]);
-                let id = u32::from_be_bytes(id);
-                let schema = self.ids.schema_of(id).ok_or(Error::UnknownSchemaId(id))?;
-                Ok((schema, &bytes[CONFLUENT_HEADER..]))
+                let id = confluent_id(bytes).ok_or(Error::UnknownSchemaId(0))?;
+                let writer = self.ids().writer(id).ok_or(Error::UnknownSchemaId(id))?;
+                Ok((writer, &bytes[CONFLUENT_HEADER..]))
             }
             [other, ..] => Err(Error::BadMarker(*other)),
         }
+    }
+}
+
+/// The schema id of a Confluent-framed message.
+fn confluent_id(bytes: &[u8]) -> Option<u32> {
+    match bytes {
+        [CONFLUENT_MAGIC, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
     }
 }
 

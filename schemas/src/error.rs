@@ -20,7 +20,7 @@ pub enum Error {
     #[error("Message holds a {found} but a {expected} was expected")]
     UnexpectedSchema {
         expected: &'static str,
-        found: SchemaRef,
+        found: &'static str,
     },
     #[error("Avro body ends too early: {0}")]
     TruncatedBody(String),
@@ -39,6 +39,8 @@ pub enum Error {
     Encode(String),
     #[error("No Confluent schema id is registered for {0}")]
     MissingSchemaId(SchemaRef),
+    #[error("Schema id {id} is not a version of a contract record: {reason}")]
+    UnsupportedSchema { id: u32, reason: String },
 }
 
 impl Error {
@@ -57,6 +59,7 @@ impl Error {
             Error::InvalidField { .. } => "invalid_field",
             Error::Encode(_) => "encode",
             Error::MissingSchemaId(_) => "missing_schema_id",
+            Error::UnsupportedSchema { .. } => "unsupported_schema",
         }
     }
 

@@ -27,7 +27,7 @@ mod product;
 mod record;
 
 pub use cart_event::{Action, CartEvent};
-pub use codec::{Codec, ConfluentIds, WireFormat};
+pub use codec::{Codec, ConfluentIds, WireFormat, Writer};
 pub use contract::{Contract, SchemaRef};
 pub use customer::Customer;
 pub use error::Error;

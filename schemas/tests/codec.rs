@@ -297,3 +297,74 @@ fn rules_the_schema_cannot_state_are_validated() {
     p.title = " ".into();
     assert!(p.validate().is_err());
 }
+
+/// A version 3 a newer writer might register: version 2 plus an optional `gift_message`.
+const CART_EVENT_V3: &str = include_str!("../../tests/data/cart_event_v3.avsc");
+
+/// `event()` as a v3 writer frames it under schema id `id`: the v2 body, then the added field
+/// (a record's body is its fields' encodings in order; union branch 1, a 4-byte string).
+fn v3_message(id: u32) -> Vec<u8> {
+    let v2 = confluent().encode_as(&event(), SchemaRef::CartEventV2).unwrap();
+    let mut out = vec![0];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&v2[5..]);
+    out.extend_from_slice(&[0x02, 0x08]);
+    out.extend_from_slice(b"gift");
+    out
+}
+
+#[test]
+fn a_learned_newer_writer_schema_is_read_with_its_new_field_skipped() {
+    let codec = Codec::single_object();
+    let message = v3_message(31);
+    assert_eq!(codec.unknown_schema_id(&message), Some(31));
+    assert!(matches!(
+        codec.decode::<CartEvent>(&message),
+        Err(Error::UnknownSchemaId(31))
+    ));
+    let learned = codec.learn(31, CART_EVENT_V3).unwrap();
+    assert_eq!(learned.family(), "CartEvent");
+    assert!(learned != SchemaRef::CartEventV2, "v3 is not a contract schema");
+    // Clones share what was learned.
+    let clone = codec.clone();
+    assert_eq!(clone.unknown_schema_id(&message), None);
+    assert_eq!(clone.decode::<CartEvent>(&message).unwrap(), event());
+    // The same bytes without the added field's value are too short for v3.
+    assert!(codec.decode::<CartEvent>(&message[..message.len() - 6]).is_err());
+}
+
+#[test]
+fn a_registered_contract_schema_is_recognised_by_its_canonical_form() {
+    let codec = Codec::single_object();
+    let learned = codec.learn(8, SchemaRef::CartEventV1.avsc()).unwrap();
+    assert!(learned == SchemaRef::CartEventV1);
+    let v1 = confluent().encode_as(&event(), SchemaRef::CartEventV1).unwrap();
+    let mut message = vec![0, 0, 0, 0, 8];
+    message.extend_from_slice(&v1[5..]);
+    let read = codec.decode::<CartEvent>(&message).unwrap();
+    assert_eq!(read.event_id, event().event_id);
+    assert_eq!(read.session_id, None, "v1 has no session");
+}
+
+#[test]
+fn a_schema_outside_the_contract_is_refused_with_its_own_reason() {
+    let codec = Codec::single_object();
+    for text in [
+        r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"}]}"#,
+        r#""string""#,
+        "not json",
+    ] {
+        let e = codec.learn(5, text).unwrap_err();
+        assert_eq!(e.reason(), "unsupported_schema", "{text}: {e}");
+    }
+    assert_eq!(codec.unknown_schema_id(&[0, 0, 0, 0, 5, 1]), Some(5));
+    // A message read as the wrong family says which family it holds.
+    codec.learn(6, CART_EVENT_V3).unwrap();
+    assert!(matches!(
+        codec.decode::<Product>(&v3_message(6)),
+        Err(Error::UnexpectedSchema {
+            expected: "Product",
+            found: "CartEvent"
+        })
+    ));
+}
