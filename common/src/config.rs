@@ -55,6 +55,19 @@ impl TopicArgs {
     }
 }
 
+/// Where the schema registry is, if there is one.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Base URL of a Confluent-compatible schema registry's API (e.g.
+    /// http://127.0.0.1:8081/apis/ccompat/v6 for Apicurio, http://redpanda:8081 for
+    /// Redpanda). Set: the producer registers its schemas there (subject `<topic>-value`,
+    /// BACKWARD compatibility) and writes the Confluent framing, and the consumer looks up the
+    /// schema ids it does not know. Unset (the default): Avro single-object encoding, no
+    /// registry.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
+}
+
 /// Where PostgreSQL is.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {

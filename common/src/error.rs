@@ -33,6 +33,21 @@ pub enum Error {
     KafkaUnreachable { brokers: String, reason: String },
     #[error("Kafka error: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(
+        "No schema registry answers at {url}: {source}. Start one (deploy/local/run.sh with \
+         SCHEMA_REGISTRY_URL=http://127.0.0.1:8081/apis/ccompat/v6 starts Apicurio Registry) or \
+         point SCHEMA_REGISTRY_URL at a running registry's Confluent API"
+    )]
+    RegistryUnreachable { url: String, source: reqwest::Error },
+    #[error(
+        "The schema registry at {url} refused (HTTP {status}, error code {error_code}): {message}"
+    )]
+    RegistryRefused {
+        url: String,
+        status: u16,
+        error_code: i64,
+        message: String,
+    },
     #[error("Could not create topic {topic}: {reason}")]
     CreateTopic { topic: String, reason: String },
     #[error("Could not listen on {addr}: {source}")]
@@ -57,6 +72,8 @@ impl Error {
                 Class::Transient
             }
             Error::Kafka(e) => retry::classify_kafka(e),
+            Error::RegistryUnreachable { .. } => Class::Transient,
+            Error::RegistryRefused { status, .. } if *status >= 500 => Class::Transient,
             _ => Class::Permanent,
         }
     }

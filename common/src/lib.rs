@@ -18,6 +18,7 @@ pub mod kafka;
 pub mod latency;
 pub mod metrics;
 pub mod ops;
+pub mod registry;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;

@@ -135,6 +135,33 @@ impl Backoff {
     }
 }
 
+/// Runs `attempt` until it succeeds, fails permanently, or `give_up_after` has passed, waiting
+/// by [`Backoff`] between tries and logging each transient failure with `what`. For work at a
+/// service's start (a registration, a first connection) that a restarting peer may delay.
+pub async fn transient_retried<T, Fut>(
+    what: &str,
+    give_up_after: Duration,
+    shutdown: &CancellationToken,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, crate::Error>
+where
+    Fut: std::future::Future<Output = Result<T, crate::Error>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut backoff = Backoff::default();
+    loop {
+        match attempt().await {
+            Err(e) if e.class() == Class::Transient && started.elapsed() < give_up_after => {
+                tracing::warn!(error = %e, retry_in = ?backoff.peek(), "{what} failed; retrying.");
+                if !backoff.wait(shutdown).await {
+                    return Err(e);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-use cartflow_common::config::{DatabaseArgs, KafkaArgs, LogArgs, PoolArgs, TopicArgs};
+use cartflow_common::config::{
+    DatabaseArgs, KafkaArgs, LogArgs, PoolArgs, RegistryArgs, TopicArgs,
+};
 use clap::{Args, Parser, Subcommand};
 
 /// Consumer-group member that writes the raw event log to PostgreSQL.
@@ -44,6 +46,8 @@ pub struct Config {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub topics: TopicArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]

@@ -18,6 +18,7 @@ mod error;
 mod lag;
 pub mod metrics;
 mod run;
+mod schemas;
 pub mod store;
 mod write;
 

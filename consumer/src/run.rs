@@ -24,6 +24,7 @@ use crate::batch::{Batch, Origin, Raw, TopicKind};
 use crate::committer::{Committer, Sink};
 use crate::context::Context;
 use crate::metrics::Metrics;
+use crate::schemas::{Lookup, SchemaLookup};
 use crate::{Config, Error, dlq, lag};
 
 /// Runs one consumer-group member until `shutdown` is cancelled, serving `/metrics` and
@@ -63,10 +64,15 @@ async fn consume(
     )));
 
     let mut committer = Committer::new(consumer.clone(), sink, config.max_in_flight as usize);
+    let lookup = match &config.registry.schema_registry_url {
+        Some(url) => Some(SchemaLookup::new(url)?),
+        None => None,
+    };
     let reader = Reader {
         consumer: &consumer,
         kinds: &kinds,
         codec: Codec::single_object(),
+        lookup: lookup.as_ref(),
         metrics,
         max: config.batch_size as usize,
         timeout: Duration::from_millis(config.batch_timeout_ms),
@@ -141,6 +147,8 @@ struct Reader<'a> {
     consumer: &'a StreamConsumer<Context>,
     kinds: &'a HashMap<String, TopicKind>,
     codec: Codec,
+    /// Where unknown schema ids are looked up, with `--schema-registry-url`.
+    lookup: Option<&'a SchemaLookup>,
     metrics: &'a Metrics,
     max: usize,
     timeout: Duration,
@@ -183,6 +191,11 @@ impl Reader<'_> {
                     let Some(&kind) = self.kinds.get(m.topic()) else {
                         continue;
                     };
+                    if let (Some(lookup), Some(payload)) = (self.lookup, m.payload())
+                        && lookup.learn(&self.codec, payload, shutdown).await? == Lookup::Stopped
+                    {
+                        break;
+                    }
                     self.metrics
                         .consumed
                         .with_label_values(&[kind.label()])

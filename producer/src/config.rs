@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use cartflow_common::config::{KafkaArgs, LogArgs, TopicArgs};
+use cartflow_common::config::{KafkaArgs, LogArgs, RegistryArgs, TopicArgs};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +20,8 @@ pub struct Config {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub topics: TopicArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[command(flatten)]
     pub log: LogArgs,
 
@@ -97,6 +99,15 @@ pub enum Mode {
 }
 
 impl Config {
+    /// The schema cart events are written with (`--schema-version`).
+    pub fn cart_event_schema(&self) -> cartflow_schemas::SchemaRef {
+        if self.schema_version == 1 {
+            cartflow_schemas::SchemaRef::CartEventV1
+        } else {
+            cartflow_schemas::SchemaRef::CartEventV2
+        }
+    }
+
     pub fn mode(&self) -> Mode {
         self.mode.unwrap_or(Mode::Live)
     }

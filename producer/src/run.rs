@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use cartflow_common::kafka::{self, TopicSpec};
 use cartflow_common::ops::{Health, OpsServer};
-use cartflow_schemas::{CartEvent, Codec, Customer, Product, SchemaRef};
+use cartflow_common::registry::{self, Compatibility, Registry};
+use cartflow_common::retry::transient_retried;
+use cartflow_schemas::{CartEvent, Codec, ConfluentIds, Customer, Product, SchemaRef};
 use chrono::{DateTime, Utc};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -87,7 +89,10 @@ async fn produce(
 
     let (seed, products, customers, source) = world(config, metrics).await;
     info!(seed, "Simulation seed (pass --seed to repeat this run).");
-    let codec = Codec::single_object();
+    let codec = match &config.registry.schema_registry_url {
+        None => Codec::single_object(),
+        Some(url) => register_schemas(&Registry::new(url)?, config, shutdown).await?,
+    };
     let mut publisher = Publisher::new(&config.kafka, metrics.clone())?;
     publish_world(&mut publisher, &codec, config, &products, &customers).await?;
     health.set_ready(true);
@@ -131,6 +136,42 @@ async fn ensure_topics(config: &Config) -> Result<(), Error> {
     )
     .await?;
     Ok(())
+}
+
+/// Registers the schema each topic is written with under the topic's value subject, with
+/// BACKWARD compatibility, and returns a codec that frames messages with the ids the registry
+/// assigned (Confluent framing).
+async fn register_schemas(
+    registry: &Registry,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Codec, Error> {
+    // A registry that is starting, or busy (Apicurio's in-memory store times out on a
+    // contended lock), answers 5xx for a while: worth waiting for at start.
+    const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+    let t = &config.topics;
+    let mut ids = ConfluentIds::default();
+    for (topic, schema) in [
+        (&t.products_topic, SchemaRef::Product),
+        (&t.customers_topic, SchemaRef::Customer),
+        (&t.cart_events_topic, config.cart_event_schema()),
+    ] {
+        let subject = registry::value_subject(topic);
+        transient_retried(
+            "Setting the subject's compatibility",
+            GIVE_UP_AFTER,
+            shutdown,
+            || registry.set_compatibility(&subject, Compatibility::Backward),
+        )
+        .await?;
+        let id = transient_retried("Registering the schema", GIVE_UP_AFTER, shutdown, || {
+            registry.register(&subject, schema.avsc())
+        })
+        .await?;
+        info!(%subject, id, %schema, registry = registry.url(), "Registered the schema.");
+        ids.insert(id, schema);
+    }
+    Ok(Codec::confluent(ids))
 }
 
 /// Publishes the catalogue and the customers and waits until the broker has them all, so that
@@ -237,11 +278,7 @@ impl<'a> Output<'a> {
             publisher,
             codec,
             topic: &config.topics.cart_events_topic,
-            schema: if config.schema_version == 1 {
-                SchemaRef::CartEventV1
-            } else {
-                SchemaRef::CartEventV2
-            },
+            schema: config.cart_event_schema(),
             sent: 0,
             limit: config.count,
         }

@@ -304,7 +304,9 @@ const CART_EVENT_V3: &str = include_str!("../../tests/data/cart_event_v3.avsc");
 /// `event()` as a v3 writer frames it under schema id `id`: the v2 body, then the added field
 /// (a record's body is its fields' encodings in order; union branch 1, a 4-byte string).
 fn v3_message(id: u32) -> Vec<u8> {
-    let v2 = confluent().encode_as(&event(), SchemaRef::CartEventV2).unwrap();
+    let v2 = confluent()
+        .encode_as(&event(), SchemaRef::CartEventV2)
+        .unwrap();
     let mut out = vec![0];
     out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(&v2[5..]);
@@ -324,13 +326,20 @@ fn a_learned_newer_writer_schema_is_read_with_its_new_field_skipped() {
     ));
     let learned = codec.learn(31, CART_EVENT_V3).unwrap();
     assert_eq!(learned.family(), "CartEvent");
-    assert!(learned != SchemaRef::CartEventV2, "v3 is not a contract schema");
+    assert!(
+        learned != SchemaRef::CartEventV2,
+        "v3 is not a contract schema"
+    );
     // Clones share what was learned.
     let clone = codec.clone();
     assert_eq!(clone.unknown_schema_id(&message), None);
     assert_eq!(clone.decode::<CartEvent>(&message).unwrap(), event());
     // The same bytes without the added field's value are too short for v3.
-    assert!(codec.decode::<CartEvent>(&message[..message.len() - 6]).is_err());
+    assert!(
+        codec
+            .decode::<CartEvent>(&message[..message.len() - 6])
+            .is_err()
+    );
 }
 
 #[test]
@@ -338,7 +347,9 @@ fn a_registered_contract_schema_is_recognised_by_its_canonical_form() {
     let codec = Codec::single_object();
     let learned = codec.learn(8, SchemaRef::CartEventV1.avsc()).unwrap();
     assert!(learned == SchemaRef::CartEventV1);
-    let v1 = confluent().encode_as(&event(), SchemaRef::CartEventV1).unwrap();
+    let v1 = confluent()
+        .encode_as(&event(), SchemaRef::CartEventV1)
+        .unwrap();
     let mut message = vec![0, 0, 0, 0, 8];
     message.extend_from_slice(&v1[5..]);
     let read = codec.decode::<CartEvent>(&message).unwrap();
