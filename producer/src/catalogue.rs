@@ -3,10 +3,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use cartflow_common::retry::Backoff;
 use cartflow_schemas::{Money, Product, Rating};
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::Error;
@@ -55,6 +57,10 @@ pub async fn fetch(url: &str, timeout: Duration, metrics: &Metrics) -> Result<Ve
         .build()
         .map_err(|e| Error::Catalogue(format!("HTTP client: {e}")))?;
     let mut last = None;
+    let mut backoff = Backoff::new(Duration::from_millis(400), Duration::from_secs(2));
+    // The fetch happens before the producer serves anything; its few seconds of retries are
+    // not interrupted by a stop signal.
+    let never = CancellationToken::new();
     for attempt in 1..=ATTEMPTS {
         match fetch_once(&client, url).await {
             Ok(body) => return parse(&body, metrics),
@@ -64,7 +70,7 @@ pub async fn fetch(url: &str, timeout: Duration, metrics: &Metrics) -> Result<Ve
             }
         }
         if attempt < ATTEMPTS {
-            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            backoff.wait(&never).await;
         }
     }
     Err(last.unwrap_or_else(|| Error::Catalogue("no attempt made".into())))
