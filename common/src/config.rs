@@ -61,9 +61,9 @@ pub struct RegistryArgs {
     /// Base URL of a Confluent-compatible schema registry's API (e.g.
     /// http://127.0.0.1:8081/apis/ccompat/v6 for Apicurio, http://redpanda:8081 for
     /// Redpanda). Set: the producer registers its schemas there (subject `<topic>-value`,
-    /// BACKWARD compatibility) and writes the Confluent framing, and the consumer looks up the
-    /// schema ids it does not know. Unset (the default): Avro single-object encoding, no
-    /// registry.
+    /// BACKWARD compatibility) and writes the Confluent framing, and the consumer and the
+    /// gateway's feed look up the schema ids they do not know. Unset (the default): Avro
+    /// single-object encoding, no registry.
     #[arg(long, env = "SCHEMA_REGISTRY_URL")]
     pub schema_registry_url: Option<String>,
 }

@@ -3,10 +3,13 @@
 //! compatibility, fetch a schema by id. What the ids mean to the contract is the codec's
 //! business (`cartflow_schemas::Codec::learn`); this module only speaks HTTP.
 
+mod lookup;
+
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use self::lookup::{Lookup, SchemaLookup};
 use crate::Error;
 
 /// The registry API's media type.

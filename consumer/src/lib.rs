@@ -18,7 +18,6 @@ mod error;
 mod lag;
 pub mod metrics;
 mod run;
-mod schemas;
 pub mod store;
 mod write;
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use cartflow_common::kafka::TopicSpec;
 use cartflow_common::ops::{Health, OpsServer};
+use cartflow_common::registry::{Lookup, SchemaLookup};
 use cartflow_common::{db, kafka};
 use cartflow_schemas::Codec;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -24,7 +25,6 @@ use crate::batch::{Batch, Origin, Raw, TopicKind};
 use crate::committer::{Committer, Sink};
 use crate::context::Context;
 use crate::metrics::Metrics;
-use crate::schemas::{Lookup, SchemaLookup};
 use crate::{Config, Error, dlq, lag};
 
 /// Runs one consumer-group member until `shutdown` is cancelled, serving `/metrics` and
@@ -191,8 +191,8 @@ impl Reader<'_> {
                     let Some(&kind) = self.kinds.get(m.topic()) else {
                         continue;
                     };
-                    if let (Some(lookup), Some(payload)) = (self.lookup, m.payload())
-                        && lookup.learn(&self.codec, payload, shutdown).await? == Lookup::Stopped
+                    if let Some(lookup) = self.lookup
+                        && !self.learn_schema(lookup, m.payload(), shutdown).await?
                     {
                         break;
                     }
@@ -210,6 +210,23 @@ impl Reader<'_> {
             }
         }
         Ok(Some(batch))
+    }
+}
+
+impl Reader<'_> {
+    /// Makes sure the codec knows `payload`'s schema id if the registry does. False when the
+    /// shutdown came while the registry was unreachable: the message is left unread.
+    async fn learn_schema(
+        &self,
+        lookup: &SchemaLookup,
+        payload: Option<&[u8]>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, Error> {
+        let Some(id) = payload.and_then(|p| self.codec.unknown_schema_id(p)) else {
+            return Ok(true);
+        };
+        let learn = |schema: &str| self.codec.learn_family(id, schema);
+        Ok(lookup.learn(id, learn, shutdown).await? == Lookup::Decode)
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
-use cartflow_common::config::{DatabaseArgs, KafkaArgs, LogArgs, PoolArgs, TopicArgs};
+use cartflow_common::config::{
+    DatabaseArgs, KafkaArgs, LogArgs, PoolArgs, RegistryArgs, TopicArgs,
+};
 use clap::Parser;
 
 /// Serves the dashboard, the snapshot API, the WebSocket feed, /healthz and /metrics on one
@@ -18,6 +20,8 @@ pub struct Config {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub topics: TopicArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[command(flatten)]
     pub log: LogArgs,
     /// Address the dashboard, API, WebSocket and ops endpoints listen on (port 0 picks a

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use cartflow_common::config::{KafkaArgs, TopicArgs};
 use cartflow_common::kafka;
+use cartflow_common::registry::SchemaLookup;
 use cartflow_common::retry::Backoff;
 use cartflow_schemas::{CartEvent, Codec};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -25,6 +26,7 @@ const EVENTS_PER_MESSAGE: usize = 25;
 pub async fn run(
     kafka_args: KafkaArgs,
     topics: TopicArgs,
+    lookup: Option<SchemaLookup>,
     hub: Arc<Hub>,
     metrics: Metrics,
     tick: Duration,
@@ -36,7 +38,13 @@ pub async fn run(
         match assign(&kafka_args, &topic) {
             Ok(consumer) => {
                 info!(topic = %topic, "Feeding live events.");
-                follow(&consumer, &hub, &metrics, tick, &shutdown).await;
+                let follower = Follower {
+                    consumer: &consumer,
+                    lookup: lookup.as_ref(),
+                    hub: &hub,
+                    metrics: &metrics,
+                };
+                follower.follow(tick, &shutdown).await;
                 return;
             }
             Err(e) => {
@@ -79,49 +87,71 @@ fn assign(args: &KafkaArgs, topic: &str) -> Result<StreamConsumer, String> {
     Ok(consumer)
 }
 
-async fn follow(
-    consumer: &StreamConsumer,
-    hub: &Hub,
-    metrics: &Metrics,
-    tick: Duration,
-    shutdown: &CancellationToken,
-) {
-    let codec = Codec::single_object();
-    let mut pending: Vec<Value> = Vec::new();
-    let mut count = 0u64;
-    // Publish times of the tick's events, for the latency metric.
-    let mut published: Vec<i64> = Vec::new();
-    let mut ticker = tokio::time::interval(tick);
-    loop {
-        tokio::select! {
-            m = consumer.recv() => match m {
-                Ok(m) => {
-                    // Undecodable messages are the consumer's to dead-letter; the feed skips them.
-                    if let Ok(e) = codec.decode::<CartEvent>(m.payload().unwrap_or_default()) {
-                        metrics.feed_events.inc();
-                        count += 1;
-                        published.extend(m.timestamp().to_millis());
-                        if pending.len() == EVENTS_PER_MESSAGE {
-                            pending.remove(0);
+/// What following the topic needs.
+struct Follower<'a> {
+    consumer: &'a StreamConsumer,
+    /// Where unknown schema ids are looked up, with `--schema-registry-url`.
+    lookup: Option<&'a SchemaLookup>,
+    hub: &'a Hub,
+    metrics: &'a Metrics,
+}
+
+impl Follower<'_> {
+    async fn follow(&self, tick: Duration, shutdown: &CancellationToken) {
+        let (consumer, hub, metrics) = (self.consumer, self.hub, self.metrics);
+        let codec = Codec::single_object();
+        let mut pending: Vec<Value> = Vec::new();
+        let mut count = 0u64;
+        // Publish times of the tick's events, for the latency metric.
+        let mut published: Vec<i64> = Vec::new();
+        let mut ticker = tokio::time::interval(tick);
+        loop {
+            tokio::select! {
+                m = consumer.recv() => match m {
+                    Ok(m) => {
+                        let payload = m.payload().unwrap_or_default();
+                        self.learn_schema(&codec, payload, shutdown).await;
+                        // Undecodable messages are the consumer's to dead-letter; the feed skips them.
+                        if let Ok(e) = codec.decode::<CartEvent>(payload) {
+                            metrics.feed_events.inc();
+                            count += 1;
+                            published.extend(m.timestamp().to_millis());
+                            if pending.len() == EVENTS_PER_MESSAGE {
+                                pending.remove(0);
+                            }
+                            pending.push(event(&e));
                         }
-                        pending.push(event(&e));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "Feed receive error; the client reconnects by itself.");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+                _ = ticker.tick() => {
+                    if count > 0 {
+                        let events = std::mem::take(&mut pending);
+                        hub.broadcast(Channel::Feed, &json!({"type": "feed", "count": count, "events": events}));
+                        metrics.broadcasts.with_label_values(&["feed"]).inc();
+                        metrics.feed_latency.observe_all(published.drain(..));
+                        count = 0;
                     }
                 }
-                Err(e) => {
-                    warn!(error = %e, "Feed receive error; the client reconnects by itself.");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            },
-            _ = ticker.tick() => {
-                if count > 0 {
-                    let events = std::mem::take(&mut pending);
-                    hub.broadcast(Channel::Feed, &json!({"type": "feed", "count": count, "events": events}));
-                    metrics.broadcasts.with_label_values(&["feed"]).inc();
-                    metrics.feed_latency.observe_all(published.drain(..));
-                    count = 0;
-                }
+                () = shutdown.cancelled() => return,
             }
-            () = shutdown.cancelled() => return,
+        }
+    }
+
+    /// Makes sure `codec` knows `payload`'s schema id if the registry does. A registry that
+    /// refuses only costs the message its place in the feed (the consumer reports it).
+    async fn learn_schema(&self, codec: &Codec, payload: &[u8], shutdown: &CancellationToken) {
+        let (Some(lookup), Some(id)) = (self.lookup, codec.unknown_schema_id(payload)) else {
+            return;
+        };
+        if let Err(e) = lookup
+            .learn(id, |schema| codec.learn_family(id, schema), shutdown)
+            .await
+        {
+            warn!(id, error = %e, "Cannot look up a schema id; the feed skips its messages.");
         }
     }
 }

@@ -14,6 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use cartflow_common::db;
 use cartflow_common::ops::{self, Health};
+use cartflow_common::registry::SchemaLookup;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -64,9 +65,14 @@ impl Gateway {
             shutdown.clone(),
         ));
         if !config.no_feed {
+            let lookup = match &config.registry.schema_registry_url {
+                Some(url) => Some(SchemaLookup::new(url)?),
+                None => None,
+            };
             tasks.spawn(feed::run(
                 config.kafka.clone(),
                 config.topics.clone(),
+                lookup,
                 hub.clone(),
                 metrics.clone(),
                 tick,

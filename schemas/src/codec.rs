@@ -172,6 +172,14 @@ impl Codec {
             .learn(id, schema_json)
     }
 
+    /// [`Codec::learn`], answering with the record family or why the schema is not one: the
+    /// shape a registry lookup (`cartflow_common::registry::SchemaLookup`) takes.
+    pub fn learn_family(&self, id: u32, schema_json: &str) -> Result<&'static str, String> {
+        self.learn(id, schema_json)
+            .map(|writer| writer.family())
+            .map_err(|e| e.to_string())
+    }
+
     /// The schema id of a Confluent-framed message whose schema this codec does not know
     /// yet: the one to ask a registry for.
     pub fn unknown_schema_id(&self, bytes: &[u8]) -> Option<u32> {

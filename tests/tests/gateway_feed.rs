@@ -1,5 +1,7 @@
 //! The live event feed through the real broker: the gateway reads every partition of
-//! cart-events (no consumer group) and pushes `feed` messages to WebSocket clients.
+//! cart-events (no consumer group) and pushes `feed` messages to WebSocket clients, from a
+//! producer writing single-object messages or Confluent-framed ones through a schema registry
+//! (whose ids the gateway looks up).
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,17 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_events_reach_websocket_clients_as_feed_messages() {
+    feed_reaches_clients(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_framed_through_a_schema_registry_reach_the_feed() {
+    let registry = std::env::var("CARTFLOW_TEST_REGISTRY_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v6".into());
+    feed_reaches_clients(Some(registry)).await;
+}
+
+async fn feed_reaches_clients(registry: Option<String>) {
     let env = TestEnv::new().await;
     kafka::ensure_topics(
         &env.kafka(),
@@ -25,6 +38,9 @@ async fn published_events_reach_websocket_clients_as_feed_messages() {
     .expect("create the topic");
     let mut args = cartflow_tests::flags(&["--tick-ms", "50"]);
     args.extend(env.kafka_flags());
+    if let Some(url) = &registry {
+        args.extend(cartflow_tests::flags(&["--schema-registry-url", url]));
+    }
     let shutdown = CancellationToken::new();
     let gateway = cartflow_tests::spawn_gateway(&env.database_url, &args, &shutdown).await;
     let url = format!("ws://{}/ws?channels=feed", gateway.addr);
@@ -38,13 +54,11 @@ async fn published_events_reach_websocket_clients_as_feed_messages() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let feed = loop {
         assert!(Instant::now() < deadline, "no feed message arrived");
-        cartflow_producer::run(
-            env.backfill_config(&catalogue, 20, 300),
-            any_port().await,
-            CancellationToken::new(),
-        )
-        .await
-        .expect("publish");
+        let mut config = env.backfill_config(&catalogue, 20, 300);
+        config.registry.schema_registry_url.clone_from(&registry);
+        cartflow_producer::run(config, any_port().await, CancellationToken::new())
+            .await
+            .expect("publish");
         let got = tokio::time::timeout(Duration::from_secs(3), async {
             while let Some(Ok(m)) = client.next().await {
                 if let Message::Text(t) = m {

@@ -1,36 +1,36 @@
-//! Schema ids from a registry: with `--schema-registry-url`, a Confluent-framed message whose
-//! schema id the codec does not know is looked up before it is decoded, so that a producer
+//! Schema ids a reader does not know yet, looked up in the registry: with
+//! `--schema-registry-url`, the consumer and the gateway's feed look up the id of a
+//! Confluent-framed message their codec does not know before decoding it, so that a producer
 //! using the registry is read (newer versions of a record included, their added fields
-//! skipped) instead of dead-lettered. The codec keeps what it learns for good; an id the
-//! registry does not know is remembered for a minute, and its messages are dead-lettered as
-//! `unknown_schema_id`.
+//! skipped) instead of refused. The codec keeps what it learns for good (the caller's `learn`);
+//! an id the registry does not know is remembered for a minute, and its messages are refused
+//! as `unknown_schema_id` (dead-lettered by the consumer).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cartflow_common::registry::Registry;
-use cartflow_common::retry::{Backoff, Class};
-use cartflow_schemas::Codec;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::Registry;
 use crate::Error;
+use crate::retry::{Backoff, Class};
 
 /// How long an id the registry did not know is not asked for again.
 const FORGET_MISSES_AFTER: Duration = Duration::from_secs(60);
 
 /// Looks up unknown schema ids in one registry.
 #[derive(Debug)]
-pub(crate) struct SchemaLookup {
+pub struct SchemaLookup {
     registry: Registry,
     misses: Mutex<HashMap<u32, Instant>>,
 }
 
 /// What a lookup decided about the message that needed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lookup {
+pub enum Lookup {
     /// Decode it now: the codec knows the id, or the registry says it has no such id (the
     /// decoder then dead-letters it).
     Decode,
@@ -40,25 +40,24 @@ pub(crate) enum Lookup {
 }
 
 impl SchemaLookup {
-    pub(crate) fn new(url: &str) -> Result<Self, Error> {
+    /// A lookup in the registry at `url` (its Confluent API's base).
+    pub fn new(url: &str) -> Result<Self, Error> {
         Ok(SchemaLookup {
             registry: Registry::new(url)?,
             misses: Mutex::default(),
         })
     }
 
-    /// Makes sure `codec` knows `payload`'s schema id if the registry does. A registry that
-    /// cannot be reached is retried until it answers or `shutdown` comes: its messages are not
-    /// bad, only not readable yet.
-    pub(crate) async fn learn(
+    /// Asks the registry for schema `id` and hands its JSON to `learn` (the codec's, which
+    /// says the record family it is, or why it is not one). A registry that cannot be reached
+    /// is retried until it answers or `shutdown` comes: the message is not bad, only not
+    /// readable yet.
+    pub async fn learn(
         &self,
-        codec: &Codec,
-        payload: &[u8],
+        id: u32,
+        learn: impl FnOnce(&str) -> Result<&'static str, String>,
         shutdown: &CancellationToken,
     ) -> Result<Lookup, Error> {
-        let Some(id) = codec.unknown_schema_id(payload) else {
-            return Ok(Lookup::Decode);
-        };
         if self.missed_recently(id) {
             return Ok(Lookup::Decode);
         }
@@ -66,17 +65,17 @@ impl SchemaLookup {
         loop {
             match self.registry.schema(id).await {
                 Ok(Some(schema)) => {
-                    match codec.learn(id, &schema) {
-                        Ok(writer) => info!(
+                    match learn(&schema) {
+                        Ok(family) => info!(
                             id,
-                            family = writer.family(),
+                            family,
                             registry = self.registry.url(),
                             "Learned a schema id from the registry."
                         ),
                         Err(e) => warn!(
                             id,
                             error = %e,
-                            "The registry's schema is not a contract record; its messages are dead-lettered."
+                            "The registry's schema is not a contract record; its messages are refused."
                         ),
                     }
                     return Ok(Lookup::Decode);
@@ -85,7 +84,7 @@ impl SchemaLookup {
                     warn!(
                         id,
                         registry = self.registry.url(),
-                        "The registry does not know this schema id; its messages are dead-lettered."
+                        "The registry does not know this schema id; its messages are refused."
                     );
                     self.misses
                         .lock()
@@ -104,7 +103,7 @@ impl SchemaLookup {
                         return Ok(Lookup::Stopped);
                     }
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
     }
