@@ -269,3 +269,74 @@ async fn a_newer_writer_schema_is_read_with_its_new_field_skipped_and_an_unknown
     assert_eq!(reason, "unknown_schema_id");
     env.cleanup().await;
 }
+
+/// Forwards every connection on `listener` to `target`: the registry, reachable at a new
+/// address from the moment this starts.
+async fn forward(listener: tokio::net::TcpListener, target: String) {
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_outage_holds_messages_back_instead_of_dead_lettering_them() {
+    let registry = registry().await;
+    let env = TestEnv::new().await;
+    let topic = env.topics.cart_events_topic.clone();
+    let subject = registry::value_subject(&topic);
+    let id = register(&registry, &subject, SchemaRef::CartEventV2.avsc())
+        .await
+        .expect("register v2");
+    let mut ids = ConfluentIds::default();
+    ids.insert(id, SchemaRef::CartEventV2);
+    let event = cart_event(9, 2_500);
+    let message = Codec::confluent(ids).encode(&event).expect("encode");
+    let producer: FutureProducer = kafka::client_config(&env.kafka(), "test")
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::to(&topic).key("9").payload(&message),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("send");
+
+    // The consumer's registry address: nothing listens there yet (a real refused connection).
+    let port = any_port().await.local_addr().expect("port").port();
+    let real = reqwest::Url::parse(&registry_url()).expect("registry URL");
+    let mut config = env.consumer_config();
+    config.registry.schema_registry_url = Some(format!("http://127.0.0.1:{port}{}", real.path()));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(cartflow_consumer::run(
+        config,
+        any_port().await,
+        stop.clone(),
+    ));
+    // While the registry is away the message is neither stored nor dead-lettered. (A fixed
+    // wait: what is checked is that nothing happens.)
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(env.count("SELECT count(*) FROM events").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM dead_letters").await, 0);
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the registry's new address");
+    let target = format!(
+        "{}:{}",
+        real.host_str().expect("host"),
+        real.port_or_known_default().expect("port")
+    );
+    let proxy = tokio::spawn(forward(listener, target));
+    env.wait_for_events(1, Duration::from_secs(60)).await;
+    stop_consumer(stop, task).await;
+    proxy.abort();
+    assert_eq!(env.count("SELECT count(*) FROM dead_letters").await, 0);
+    assert!(stored_event_ids(&env).await.contains(&event.event_id));
+    env.cleanup().await;
+}
