@@ -22,10 +22,10 @@ const CUSTOMERS: u32 = 100;
 const SEED: u64 = 2026;
 
 pub(crate) fn simulator() -> Simulator {
-    let mut rng = StdRng::seed_from_u64(SEED);
-    let people = customers::generate(&mut rng, CUSTOMERS, Utc::now());
+    let people = customers::generate(SEED, CUSTOMERS);
     let start = Utc::now() - chrono::Duration::days(3650);
     Simulator::new(
+        SEED,
         SEED,
         Profile::default(),
         people,

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// The population every run simulates unless `--population-seed` says otherwise.
+pub const DEFAULT_POPULATION_SEED: u64 = 1;
+
 /// Simulated shoppers: publishes the catalogue, customers and cart events to Kafka.
 ///
 /// `live` (the default) publishes events stamped now at --rate per second; `backfill` publishes
@@ -52,6 +55,18 @@ pub struct Config {
     /// random seed, logged at start.
     #[arg(long, global = true, env = "CARTFLOW_SEED")]
     pub seed: Option<u64>,
+    /// Seed of the population: the customers (names, ages, sign-up times) and the shoppers
+    /// behind them (value tier, device, address). The same for every run with the same value,
+    /// whatever `--seed`, so another run never renames the people already in the log;
+    /// changing it publishes other people under the same ids, which the consumer stores as an
+    /// update of each customer.
+    #[arg(
+        long,
+        global = true,
+        env = "CARTFLOW_POPULATION_SEED",
+        default_value_t = 1
+    )]
+    pub population_seed: u64,
     /// Shopper profile (TOML); default: the shipped profiles/default.toml.
     #[arg(long, global = true, env = "CARTFLOW_PROFILE_FILE")]
     pub profile: Option<PathBuf>,

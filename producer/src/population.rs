@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use cartflow_schemas::Customer;
 use rand::RngExt;
 
+use crate::customers::{Stream, customer_rng};
 use crate::profile::{Profile, age_group};
 use crate::session::{cumulative, pick};
 
@@ -37,12 +38,14 @@ pub struct Population {
 impl Population {
     /// # Panics
     /// When `customers` is empty.
-    pub fn new<R: RngExt>(rng: &mut R, customers: Vec<Customer>, profile: &Profile) -> Self {
+    pub fn new(population_seed: u64, customers: Vec<Customer>, profile: &Profile) -> Self {
         assert!(!customers.is_empty(), "a population needs customers");
         let tier_cdf = cumulative(profile.tiers.iter().map(|t| t.share));
         let shoppers: Vec<Shopper> = customers
             .into_iter()
             .map(|customer| {
+                // The shopper behind a customer is as stable as the customer.
+                let rng = &mut customer_rng(population_seed, customer.customer_id, Stream::Shopper);
                 let ip = if rng.random_bool(0.2) {
                     IpAddr::V6(Ipv6Addr::new(
                         0x2001,

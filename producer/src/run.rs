@@ -8,8 +8,6 @@ use cartflow_common::registry::{self, Compatibility, Registry};
 use cartflow_common::retry::transient_retried;
 use cartflow_schemas::{CartEvent, Codec, ConfluentIds, Customer, Product, SchemaRef};
 use chrono::{DateTime, Utc};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +55,7 @@ pub async fn planted_truth(config: &Config) -> Result<Truth, Error> {
     let (seed, products, customers, _) = world(config, &metrics).await;
     Ok(crate::truth::compute(
         seed,
+        config.population_seed,
         &profile,
         customers,
         products,
@@ -72,8 +71,7 @@ async fn world(
     let seed = config.seed.unwrap_or_else(rand::random);
     let timeout = Duration::from_secs(config.catalogue_timeout_secs.max(1));
     let (products, source) = catalogue::load(&config.catalogue_url, timeout, metrics).await;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let customers = customers::generate(&mut rng, config.customers, Utc::now());
+    let customers = customers::generate(config.population_seed, config.customers);
     (seed, products, customers, source)
 }
 
@@ -100,7 +98,14 @@ async fn produce(
 
     let (n_products, n_customers) = (products.len(), customers.len());
     let plan = Plan::of(config.mode(), Utc::now());
-    let mut sim = Simulator::new(seed, profile, customers, products, plan.start);
+    let mut sim = Simulator::new(
+        seed,
+        config.population_seed,
+        profile,
+        customers,
+        products,
+        plan.start,
+    );
     let mut out = Output::new(&mut publisher, &codec, config);
     simulate(&mut sim, &mut out, &plan, config.rate, shutdown).await?;
     let sent = out.sent;

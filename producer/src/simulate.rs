@@ -65,14 +65,15 @@ impl Simulator {
     /// When `customers` or `products` is empty.
     pub fn new(
         seed: u64,
+        population_seed: u64,
         profile: Profile,
         customers: Vec<Customer>,
         products: Vec<Product>,
         start: DateTime<Utc>,
     ) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_ca27);
+        let rng = StdRng::seed_from_u64(seed ^ 0x5eed_ca27);
         let model = Model::new(profile, products);
-        let population = Population::new(&mut rng, customers, &model.profile);
+        let population = Population::new(population_seed, customers, &model.profile);
         let busy_until = vec![i64::MIN; population.shoppers.len()];
         let mut sim = Simulator {
             rng,

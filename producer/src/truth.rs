@@ -103,6 +103,7 @@ impl Ratio {
 /// Samples `sessions` sessions of `customers` shopping from `products` under `profile`.
 pub fn compute(
     seed: u64,
+    population_seed: u64,
     profile: &Profile,
     customers: Vec<Customer>,
     products: Vec<Product>,
@@ -110,7 +111,7 @@ pub fn compute(
 ) -> Truth {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x7275_7468);
     let model = Model::new(profile.clone(), products);
-    let population = Population::new(&mut rng, customers, profile);
+    let population = Population::new(population_seed, customers, profile);
     let year = Utc
         .with_ymd_and_hms(2027, 1, 1, 0, 0, 0)
         .single()

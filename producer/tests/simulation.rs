@@ -9,17 +9,15 @@ use cartflow_producer::profile::Profile;
 use cartflow_producer::simulate::Simulator;
 use cartflow_schemas::{Action, CartEvent, Codec};
 use chrono::{DateTime, Duration, TimeZone, Timelike, Utc};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()
 }
 
 fn simulator(seed: u64, customers: u32) -> Simulator {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let people = customers::generate(&mut rng, customers, start());
+    let people = customers::generate(seed, customers);
     Simulator::new(
+        seed,
         seed,
         Profile::default(),
         people,
@@ -202,9 +200,9 @@ fn planted_patterns_are_visible_in_a_sample() {
 
 #[test]
 fn the_truth_names_what_the_profile_plants() {
-    let mut rng = StdRng::seed_from_u64(1);
-    let people = customers::generate(&mut rng, 200, start());
+    let people = customers::generate(1, 200);
     let truth = cartflow_producer::truth::compute(
+        1,
         1,
         &Profile::default(),
         people,

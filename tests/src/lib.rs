@@ -217,23 +217,26 @@ pub const UNTIL: &str = "2026-11-01T00:00:00Z";
 pub const BACKFILL_DAYS: i64 = 60;
 
 /// The event ids a [`TestEnv::backfill_config`] run publishes: the simulation is a pure
-/// function of the seed, the start and the catalogue.
+/// function of the seeds, the start and the catalogue.
 pub fn expected_event_ids(customers: u32, count: u64) -> std::collections::HashSet<Uuid> {
+    use cartflow_producer::config::DEFAULT_POPULATION_SEED;
     use cartflow_producer::{
         catalogue, customers as people, profile::Profile, simulate::Simulator,
     };
-    use rand::SeedableRng;
     let metrics = cartflow_producer::metrics::Metrics::new(&prometheus::Registry::new());
     let products =
         catalogue::parse(FAKESTORE_PRODUCTS.as_bytes(), &metrics).expect("fixture parses");
-    let shoppers = people::generate(
-        &mut rand::rngs::StdRng::seed_from_u64(SEED),
-        customers,
-        chrono::Utc::now(),
-    );
+    let shoppers = people::generate(DEFAULT_POPULATION_SEED, customers);
     let until: chrono::DateTime<chrono::Utc> = UNTIL.parse().expect("time");
     let start = until - chrono::Duration::days(BACKFILL_DAYS);
-    let mut sim = Simulator::new(SEED, Profile::default(), shoppers, products, start);
+    let mut sim = Simulator::new(
+        SEED,
+        DEFAULT_POPULATION_SEED,
+        Profile::default(),
+        shoppers,
+        products,
+        start,
+    );
     (0..count).map(|_| sim.next_event().event_id).collect()
 }
 

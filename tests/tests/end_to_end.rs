@@ -93,3 +93,75 @@ async fn every_event_customer_and_product_lands_in_postgres_exactly_once() {
     assert!(origins > 1, "events spread over the topic's partitions");
     env.cleanup().await;
 }
+
+/// The customers as stored: everything a run could rename.
+async fn customers(env: &TestEnv) -> Vec<(i64, String, i32, String, String)> {
+    env.client()
+        .await
+        .query(
+            "SELECT customer_id, name, age, email, created_at::text FROM customers ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("customers")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_producer_run_with_another_seed_leaves_every_customer_as_it_was() {
+    let env = TestEnv::new().await;
+    let catalogue_url = serve_catalogue(200, FAKESTORE_PRODUCTS).await;
+    let stop_consumer = CancellationToken::new();
+    let consumer = tokio::spawn(cartflow_consumer::run(
+        env.consumer_config(),
+        any_port().await,
+        stop_consumer.clone(),
+    ));
+    let mut total = 0;
+    let mut before = Vec::new();
+    for seed in [cartflow_tests::SEED, 7] {
+        // Every customer row written from here on is this run's (the upsert stamps updated_at).
+        let mark: String = env
+            .client()
+            .await
+            .query_one("SELECT now()::text", &[])
+            .await
+            .expect("now")
+            .get(0);
+        let mut config = env.backfill_config(&catalogue_url, CUSTOMERS, 500);
+        config.seed = Some(seed);
+        let report = cartflow_producer::run(config, any_port().await, CancellationToken::new())
+            .await
+            .expect("producer run");
+        total += report.events as i64;
+        // The events come after the customers on the broker, but on other topics: wait for both.
+        env.wait_for_events(total, Duration::from_secs(60)).await;
+        let this_run =
+            format!("SELECT count(*) FROM customers WHERE updated_at >= '{mark}'::timestamptz");
+        wait_until("this run's customers", Duration::from_secs(30), || async {
+            env.count(&this_run).await == i64::from(CUSTOMERS)
+        })
+        .await;
+        if before.is_empty() {
+            before = customers(&env).await;
+        }
+    }
+    stop_consumer.cancel();
+    consumer
+        .await
+        .expect("consumer task")
+        .expect("the consumer exits cleanly");
+    assert_eq!(
+        env.count("SELECT count(*) FROM events").await,
+        1_000,
+        "the second run's events are new ones"
+    );
+    assert_eq!(
+        customers(&env).await,
+        before,
+        "another event seed renamed no one"
+    );
+    env.cleanup().await;
+}

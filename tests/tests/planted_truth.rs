@@ -11,8 +11,6 @@ use cartflow_schemas::CartEvent;
 use cartflow_tests::TestDb;
 use cartflow_tests::analytics::project_everything;
 use chrono::{TimeZone, Utc};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
 
@@ -84,10 +82,10 @@ async fn the_analytics_recover_the_planted_truth() {
     let db = TestDb::new().await;
     let mut client = db.client().await;
     let profile = Profile::default();
-    let mut rng = StdRng::seed_from_u64(SEED);
-    let people = customers::generate(&mut rng, CUSTOMERS, Utc::now());
+    let people = customers::generate(SEED, CUSTOMERS);
     store_catalogue(&client, &people).await;
     let planted = truth::compute(
+        SEED,
         SEED,
         &profile,
         people.clone(),
@@ -97,7 +95,7 @@ async fn the_analytics_recover_the_planted_truth() {
 
     let start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
     let end = start + chrono::Duration::days(DAYS);
-    let mut sim = Simulator::new(SEED, profile, people, catalogue::fallback(), start);
+    let mut sim = Simulator::new(SEED, SEED, profile, people, catalogue::fallback(), start);
     let mut batch = Vec::with_capacity(10_000);
     let mut stored = 0i64;
     loop {
