@@ -1,7 +1,8 @@
 //! The WebSocket protocol with real clients against an in-process gateway on a fresh
 //! database: snapshot then deltas, a slow client cut while a fast one keeps receiving, an
 //! oversized message refused, a silent peer closed for not answering pings, a bad token and
-//! a bad Origin refused before the upgrade.
+//! a bad Origin refused before the upgrade (and counted), a client that just goes away not
+//! counted as a protocol violation.
 
 use std::time::Duration;
 
@@ -380,5 +381,77 @@ async fn the_gateway_works_with_a_read_only_role_even_after_a_rebuild() {
     assert_eq!(delta["changes"]["kpis"]["events"], 3);
     shutdown.cancel();
     drop(reader);
+    db.cleanup().await;
+}
+
+/// The value of the series `name` (with its labels) on the gateway's /metrics.
+async fn metric(gateway: &Gateway, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", gateway.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{series} is not exported"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_is_not_a_protocol_cut_and_a_refused_snapshot_is_counted() {
+    let db = TestDb::new().await;
+    let (gateway, shutdown) = start(&db, &["--token", "s3cret"]).await;
+    let protocol = r#"cartflow_gateway_cut_clients_total{reason="protocol"}"#;
+    let token = r#"cartflow_gateway_refused_total{reason="token"}"#;
+
+    // Ten clients whose connections simply end: no closing handshake, as when a laptop
+    // sleeps or a process is killed.
+    for _ in 0..10 {
+        let client = connect(&gateway, "?channels=analytics&token=s3cret").await;
+        drop(client);
+    }
+    cartflow_tests::wait_until("the clients gone", Duration::from_secs(10), || async {
+        metric(&gateway, "cartflow_gateway_clients").await == 0.0
+    })
+    .await;
+    assert_eq!(
+        metric(&gateway, protocol).await,
+        0.0,
+        "leaving is not a violation"
+    );
+
+    // A frame that breaks the protocol still is one: a client frame must be masked.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut raw = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+        let request = format!(
+            "GET /ws?token=s3cret HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n",
+            gateway.addr
+        );
+        raw.write_all(request.as_bytes()).await.unwrap();
+        let mut response = vec![0u8; 1024];
+        let n = raw.read(&mut response).await.unwrap();
+        assert!(String::from_utf8_lossy(&response[..n]).starts_with("HTTP/1.1 101"));
+        // An unmasked text frame "hi".
+        raw.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+        cartflow_tests::wait_until("the violation counted", Duration::from_secs(10), || async {
+            metric(&gateway, protocol).await == 1.0
+        })
+        .await;
+    }
+
+    let before = metric(&gateway, token).await;
+    let snapshot = reqwest::get(format!("http://{}/api/snapshot", gateway.addr))
+        .await
+        .unwrap();
+    assert_eq!(snapshot.status().as_u16(), 401);
+    assert_eq!(
+        metric(&gateway, token).await,
+        before + 1.0,
+        "the snapshot's 401 is counted"
+    );
+    shutdown.cancel();
     db.cleanup().await;
 }

@@ -101,6 +101,7 @@ pub(super) async fn run(
             Some(Ok(Message::Close(_))) | None => break Ended::Left,
             Some(Ok(_)) => heard.touch(),
             Some(Err(e)) if over_capacity(&e) => break Ended::TooBig,
+            Some(Err(e)) if went_away(&e) => break Ended::Left,
             Some(Err(_)) => break Ended::Protocol,
         }
     };
@@ -114,6 +115,25 @@ fn over_capacity(e: &axum::Error) -> bool {
     e.source()
         .and_then(|s| s.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
         .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)))
+}
+
+/// Whether the error only says the client went away without a closing handshake (its
+/// process ended, its network dropped): a departure, not a protocol violation.
+fn went_away(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    e.source()
+        .and_then(|s| s.downcast_ref::<WsError>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                WsError::ConnectionClosed
+                    | WsError::AlreadyClosed
+                    | WsError::Io(_)
+                    | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+            )
+        })
 }
 
 #[derive(Debug, Deserialize)]
