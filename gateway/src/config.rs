@@ -41,6 +41,18 @@ pub struct Config {
     /// Most WebSocket clients at once; more are refused with 503 before the upgrade.
     #[arg(long, env = "CARTFLOW_MAX_CLIENTS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_clients: u32,
+    /// Most open TCP connections (WebSocket clients, HTTP requests and connections that have
+    /// not said what they are yet); more are closed at accept.
+    #[arg(long, env = "CARTFLOW_MAX_CONNECTIONS", default_value_t = 20_480, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Most open connections from one address (0: no limit, the default, as behind a proxy
+    /// every client has the proxy's address); more are closed at accept.
+    #[arg(long, env = "CARTFLOW_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+    /// Seconds a connection may take to upgrade to a WebSocket or to send a whole request,
+    /// from its accept or its last request; then it is closed.
+    #[arg(long, env = "CARTFLOW_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub handshake_timeout_secs: u64,
     /// Messages a client may fall behind before it is cut (close code 4001).
     #[arg(long, env = "CARTFLOW_CLIENT_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub client_queue: u32,

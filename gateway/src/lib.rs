@@ -18,6 +18,7 @@ pub mod config;
 mod error;
 pub mod feed;
 pub mod hub;
+mod listener;
 pub mod metrics;
 mod server;
 pub mod snapshot;

@@ -37,16 +37,32 @@ pub enum Refused {
     Origin,
     /// `--max-clients` reached.
     Full,
+    /// `--max-connections` reached: closed at accept.
+    Connections,
+    /// `--max-connections-per-ip` reached for its address: closed at accept.
+    PerIp,
+    /// Neither upgraded nor finished a request within `--handshake-timeout-secs`.
+    HandshakeTimeout,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 3] = [Refused::Token, Refused::Origin, Refused::Full];
+    pub const ALL: [Refused; 6] = [
+        Refused::Token,
+        Refused::Origin,
+        Refused::Full,
+        Refused::Connections,
+        Refused::PerIp,
+        Refused::HandshakeTimeout,
+    ];
 
     pub const fn label(self) -> &'static str {
         match self {
             Refused::Token => "token",
             Refused::Origin => "origin",
             Refused::Full => "full",
+            Refused::Connections => "connections",
+            Refused::PerIp => "per_ip",
+            Refused::HandshakeTimeout => "handshake_timeout",
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The HTTP server: the dashboard, `/api/snapshot`, `/ws`, `/healthz` and `/metrics` on one
 //! port, and the tasks that feed the hub.
 
-use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +18,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+
+use crate::listener::{self, Connection, ConnectionLimits, Guarded};
+use tracing::info;
 
 use crate::auth::{self, Access};
 use crate::hub::Hub;
@@ -84,6 +85,7 @@ impl Gateway {
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         };
+        let access_metrics = metrics.clone();
         let access = Access {
             token: config.token.clone(),
             allowed_origins: Arc::new(config.allowed_origins.clone()),
@@ -98,13 +100,19 @@ impl Gateway {
         let addr = listener.local_addr()?;
         health.set_ready(true);
         info!(url = %format!("http://{addr}/"), "Dashboard ready.");
+        let listener = Guarded::new(
+            listener,
+            ConnectionLimits {
+                max_connections: config.max_connections as usize,
+                max_per_ip: config.max_connections_per_ip as usize,
+                handshake_timeout: Duration::from_secs(config.handshake_timeout_secs),
+            },
+            access_metrics,
+        );
+        let app = app
+            .layer(middleware::from_fn(listener::track_requests))
+            .into_make_service_with_connect_info::<Connection>();
         let server = tasks.spawn(async move {
-            // Pushes are small and latency matters: no Nagle delay behind an unacknowledged one.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    debug!(error = %e, "Could not set TCP_NODELAY.");
-                }
-            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await?;

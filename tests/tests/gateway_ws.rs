@@ -455,3 +455,99 @@ async fn a_client_that_goes_away_is_not_a_protocol_cut_and_a_refused_snapshot_is
     shutdown.cancel();
     db.cleanup().await;
 }
+
+/// Whether the server closes `stream` within `within` (a read returns end-of-file or an
+/// error), without this side sending anything more.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_upgrade_are_closed_after_the_handshake_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDb::new().await;
+    let (gateway, shutdown) = start(&db, &["--handshake-timeout-secs", "1"]).await;
+    let mut client = connect(&gateway, "?channels=feed").await;
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nHost: cartflow\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)).await,
+        "a connection that never sends a byte is closed"
+    );
+    assert!(
+        closed_within(&mut half, Duration::from_secs(5)).await,
+        "a connection that sends half a request is closed"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before the timeout"
+    );
+    // The WebSocket client, connected for longer than the timeout, still receives.
+    gateway
+        .hub
+        .broadcast(Channel::Feed, &json!({"type": "feed", "n": 2}));
+    assert_eq!(next_json(&mut client, Duration::from_secs(5)).await["n"], 2);
+    assert!(
+        metric(
+            &gateway,
+            r#"cartflow_gateway_refused_total{reason="handshake_timeout"}"#
+        )
+        .await
+            >= 2.0
+    );
+    shutdown.cancel();
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_bounded_in_all_and_per_address() {
+    let db = TestDb::new().await;
+    for (flag, reason) in [
+        ("--max-connections", "connections"),
+        ("--max-connections-per-ip", "per_ip"),
+    ] {
+        let (gateway, shutdown) = start(&db, &[flag, "4", "--handshake-timeout-secs", "30"]).await;
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(tokio::net::TcpStream::connect(gateway.addr).await.unwrap());
+        }
+        let mut over = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+        assert!(
+            closed_within(&mut over, Duration::from_secs(2)).await,
+            "{flag} 4: the fifth connection is closed at once"
+        );
+        for stream in &mut held {
+            assert!(
+                !closed_within(stream, Duration::from_millis(100)).await,
+                "{flag} 4: the first four stay open"
+            );
+        }
+        drop(held);
+        // The slots are given back: the metrics endpoint answers on a new connection.
+        let series = format!(r#"cartflow_gateway_refused_total{{reason="{reason}"}}"#);
+        cartflow_tests::wait_until("the slots back", Duration::from_secs(10), || async {
+            reqwest::get(format!("http://{}/metrics", gateway.addr))
+                .await
+                .is_ok()
+        })
+        .await;
+        // At least the fifth; the metrics requests above may have been refused too while the
+        // server had not yet seen the four close.
+        assert!(metric(&gateway, &series).await >= 1.0, "{flag}: counted");
+        shutdown.cancel();
+    }
+    db.cleanup().await;
+}
