@@ -23,6 +23,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::serve::IncomingStream;
+use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -171,7 +172,10 @@ impl axum::serve::Listener for Guarded {
                 connection: Connection::new(),
                 timeout,
                 sleep: Box::pin(tokio::time::sleep(timeout)),
-                metrics: self.metrics.clone(),
+                timeouts: self
+                    .metrics
+                    .refused
+                    .with_label_values(&[Refused::HandshakeTimeout.label()]),
             };
             return (stream, addr);
         }
@@ -233,7 +237,8 @@ pub(crate) struct GuardedStream {
     connection: Connection,
     timeout: Duration,
     sleep: Pin<Box<Sleep>>,
-    metrics: Metrics,
+    /// `refused{reason="handshake_timeout"}`: one counter handle, not the service's metrics.
+    timeouts: IntCounter,
 }
 
 impl AsyncRead for GuardedStream {
@@ -245,10 +250,7 @@ impl AsyncRead for GuardedStream {
         let this = self.get_mut();
         if let Some(deadline) = this.connection.deadline(this.timeout) {
             if Instant::now() >= deadline {
-                this.metrics
-                    .refused
-                    .with_label_values(&[Refused::HandshakeTimeout.label()])
-                    .inc();
+                this.timeouts.inc();
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "no WebSocket upgrade or request within the handshake timeout",
