@@ -365,3 +365,25 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The registry the registry tests use (deploy/local/test.sh starts Apicurio Registry there).
+pub fn registry_url() -> String {
+    std::env::var("CARTFLOW_TEST_REGISTRY_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v6".into())
+}
+
+/// `registry.register`, retried while the registry answers 5xx (Apicurio's in-memory store
+/// times out on a lock when tests register at once).
+pub async fn register(
+    registry: &cartflow_common::registry::Registry,
+    subject: &str,
+    schema: &str,
+) -> Result<u32, cartflow_common::Error> {
+    cartflow_common::retry::transient_retried(
+        "Registering",
+        Duration::from_secs(30),
+        &tokio_util::sync::CancellationToken::new(),
+        || registry.register(subject, schema),
+    )
+    .await
+}

@@ -19,9 +19,7 @@ async fn published_events_reach_websocket_clients_as_feed_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_framed_through_a_schema_registry_reach_the_feed() {
-    let registry = std::env::var("CARTFLOW_TEST_REGISTRY_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v6".into());
-    feed_reaches_clients(Some(registry)).await;
+    feed_reaches_clients(Some(cartflow_tests::registry_url())).await;
 }
 
 async fn feed_reaches_clients(registry: Option<String>) {

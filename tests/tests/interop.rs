@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use cartflow_common::kafka;
 use cartflow_common::registry::{self, Compatibility, Registry};
-use cartflow_common::retry::transient_retried;
 use cartflow_schemas::{Action, CartEvent, Money, SchemaRef};
 use cartflow_tests::{
-    FAKESTORE_PRODUCTS, TestEnv, any_port, expected_event_ids, serve_catalogue, wait_until,
+    FAKESTORE_PRODUCTS, TestEnv, any_port, expected_event_ids, register, registry_url,
+    serve_catalogue, wait_until,
 };
 use chrono::{TimeZone, Utc};
 use rdkafka::Message;
@@ -63,24 +63,6 @@ fn peer(args: &[&str], input: &str) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-fn registry_url() -> String {
-    std::env::var("CARTFLOW_TEST_REGISTRY_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v6".into())
-}
-
-async fn register(registry: &Registry, subject: &str, schema: &str) -> u32 {
-    transient_retried(
-        "Registering",
-        Duration::from_secs(30),
-        &CancellationToken::new(),
-        || registry.register(subject, schema),
-    )
-    .await
-    .unwrap_or_else(|e| {
-        panic!("register under {subject}: {e} (deploy/local/test.sh starts a registry)")
-    })
 }
 
 /// Event `n`, with every field set; `gift` is the v3 field.
@@ -152,18 +134,23 @@ async fn events_fastavro_writes_in_both_framings_and_three_versions_are_stored_f
     .expect("topic");
     let subject = registry::value_subject(&topic);
     let v1_text = std::fs::read_to_string(avsc(SchemaRef::CartEventV1)).expect("v1");
-    let id1 = register(&registry, &subject, &v1_text).await;
+    let id1 = register(&registry, &subject, &v1_text)
+        .await
+        .expect("register v1");
     registry
         .set_compatibility(&subject, Compatibility::Backward)
         .await
         .expect("compatibility");
-    let id2 = register(&registry, &subject, SchemaRef::CartEventV2.avsc()).await;
+    let id2 = register(&registry, &subject, SchemaRef::CartEventV2.avsc())
+        .await
+        .expect("register v2");
     let id3 = register(
         &registry,
         &subject,
         &std::fs::read_to_string(V3).expect("v3"),
     )
-    .await;
+    .await
+    .expect("register v3");
 
     // (framing, schema file, id, whether the event's v2 fields survive).
     let v1 = avsc(SchemaRef::CartEventV1);
@@ -308,7 +295,11 @@ async fn the_events_the_producer_writes_are_read_by_fastavro_in_both_framings() 
         let registered = if through_registry {
             let registry = Registry::new(&registry_url()).expect("registry client");
             let subject = registry::value_subject(topic);
-            Some(register(&registry, &subject, SchemaRef::CartEventV2.avsc()).await)
+            Some(
+                register(&registry, &subject, SchemaRef::CartEventV2.avsc())
+                    .await
+                    .expect("register v2"),
+            )
         } else {
             None
         };

@@ -12,8 +12,8 @@ use cartflow_common::registry::{self, Registry};
 use cartflow_common::retry::transient_retried;
 use cartflow_schemas::{Codec, ConfluentIds, SchemaRef};
 use cartflow_tests::{
-    FAKESTORE_PRODUCTS, TestEnv, any_port, cart_event, expected_event_ids, serve_catalogue,
-    stored_event_ids, wait_until,
+    FAKESTORE_PRODUCTS, TestEnv, any_port, cart_event, expected_event_ids, register, registry_url,
+    serve_catalogue, stored_event_ids, wait_until,
 };
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -26,11 +26,6 @@ const CUSTOMERS: u32 = 40;
 /// The test-only version 3 of CartEvent: version 2 plus an optional `gift_message`.
 const CART_EVENT_V3: &str = include_str!("../data/cart_event_v3.avsc");
 
-fn registry_url() -> String {
-    std::env::var("CARTFLOW_TEST_REGISTRY_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v6".into())
-}
-
 /// The registry, checked to answer: these tests fail, not skip, without it.
 async fn registry() -> Registry {
     let registry = Registry::new(&registry_url()).expect("registry client");
@@ -41,22 +36,6 @@ async fn registry() -> Registry {
         );
     }
     registry
-}
-
-/// `registry.register`, retried while the registry answers 5xx (Apicurio's in-memory store
-/// times out on a lock when tests register at once).
-async fn register(
-    registry: &Registry,
-    subject: &str,
-    schema: &str,
-) -> Result<u32, cartflow_common::Error> {
-    transient_retried(
-        "Registering",
-        Duration::from_secs(30),
-        &CancellationToken::new(),
-        || registry.register(subject, schema),
-    )
-    .await
 }
 
 /// Publishes the catalogue, customers and EVENTS cart events through the registry.
