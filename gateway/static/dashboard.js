@@ -20,14 +20,19 @@ const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const TILES = [
   ["events", "Events", fmt.n],
   ["revenue", "Revenue", fmt.money],
-  ["carts", "Carts", fmt.n],
+  ["carts", "Carts created", fmt.n],
+  // The four cart states: they add up to the carts created (README, "The analytics").
+  ["purchased_carts", "Purchased", fmt.n],
+  ["abandoned_carts", "Abandoned", fmt.n],
+  ["emptied_carts", "Emptied", fmt.n],
+  ["open_carts", "Open", fmt.n],
   ["cart_to_purchase_rate", "Cart-to-purchase", fmt.pct],
-  ["cart_abandonment_rate", "Cart abandonment", fmt.pct],
+  ["cart_abandonment_rate", "Cart abandonment (not bought)", fmt.pct],
+  ["strict_abandonment_rate", "Strict abandonment (abandoned)", fmt.pct],
   ["item_abandonment_rate", "Item abandonment", fmt.pct],
   ["cart_abandoned_value", "Abandoned value (carts)", fmt.money],
   ["item_abandoned_value", "Abandoned value (items)", fmt.money],
   ["average_order_value", "Average order", fmt.money],
-  ["open_carts", "Open carts", fmt.n],
 ];
 
 function setState(text, cls) {

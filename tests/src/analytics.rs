@@ -103,7 +103,8 @@ pub fn aggregates() -> Vec<(&'static str, String, String)> {
 /// The analytic views, for comparing one generation of the tables with another.
 pub const VIEWS: [&str; 15] = [
     "SELECT events, adds, removes, purchases, revenue, carts, purchased_carts, abandoned_carts, \
-         open_carts, cart_to_purchase_rate, cart_abandonment_rate, cart_abandoned_value, \
+         emptied_carts, open_carts, cart_to_purchase_rate, cart_abandonment_rate, \
+         strict_abandonment_rate, cart_abandoned_value, \
          item_abandoned, item_abandonment_rate, item_abandoned_value, average_order_value, \
          watermark, projected_events FROM v_kpis",
     "SELECT * FROM v_cart_hours",

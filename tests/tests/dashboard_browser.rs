@@ -208,6 +208,28 @@ async fn the_dashboard_shows_the_snapshot_and_updates_live() {
             "{key}: page shows {shown}, /api/snapshot has {api}"
         );
     }
+    // The four cart states are on the page and add up to the carts created.
+    let tile = |key: &str| -> i64 {
+        tiles
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} tile: {tiles:?}"))
+    };
+    assert_eq!(
+        [
+            "purchased_carts",
+            "abandoned_carts",
+            "emptied_carts",
+            "open_carts"
+        ]
+        .map(tile)
+        .iter()
+        .sum::<i64>(),
+        tile("carts"),
+        "purchased + abandoned + emptied + open tiles"
+    );
+    assert!(tiles.contains_key("strict_abandonment_rate"), "{tiles:?}");
     for section in [
         "insights",
         "products",
