@@ -147,6 +147,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// `30m`, `2h`, `90s`, `1h30m`: a number and a unit, repeated.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected a duration such as 30m, 2h or 90s)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

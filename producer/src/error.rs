@@ -11,6 +11,8 @@ pub enum Error {
     },
     #[error("{0}")]
     Catalogue(String),
+    #[error("{0}")]
+    Truth(String),
     #[error("Invalid profile: {0}")]
     Profile(String),
     #[error("{undelivered} messages were not delivered before the deadline")]

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::Mode;
+use crate::config::{Mode, Pace};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::simulate::Simulator;
@@ -47,20 +47,32 @@ pub async fn run(
     produce(&config, &metrics, &ops.health, &shutdown).await
 }
 
-/// The truth the configured profile plants, measured on `config.truth_sessions` sessions of
-/// the configured catalogue and customers. Needs no broker.
+/// The truth of the backfill `config` describes: the same seed, window, population and
+/// profile, read as the analytics would. Needs no broker.
 pub async fn planted_truth(config: &Config) -> Result<Truth, Error> {
+    let Mode::Backfill { days, until, .. } = config.mode() else {
+        return Err(Error::Truth(
+            "--print-truth describes a backfill: run `cartflow-producer backfill --days N \
+             [--until TIME] --seed S --print-truth`"
+                .into(),
+        ));
+    };
     let profile = config.load_profile()?;
     let metrics = Metrics::new(&prometheus::Registry::new());
     let (seed, products, customers, _) = world(config, &metrics).await;
-    Ok(crate::truth::compute(
+    let plan = Plan::of(config.mode(), Utc::now());
+    let run = crate::truth::Run {
         seed,
-        config.population_seed,
-        &profile,
+        population_seed: config.population_seed,
+        profile,
         customers,
         products,
-        config.truth_sessions,
-    ))
+        start: plan.start,
+        until: until.unwrap_or(plan.start + chrono::Duration::days(i64::from(days))),
+        abandon_after: chrono::Duration::from_std(config.abandon_after)
+            .map_err(|e| Error::Truth(format!("--abandon-after: {e}")))?,
+    };
+    Ok(crate::truth::compute(&run, config.truth_replicas))
 }
 
 /// The seed, catalogue and customers of a run.
@@ -98,6 +110,16 @@ async fn produce(
 
     let (n_products, n_customers) = (products.len(), customers.len());
     let plan = Plan::of(config.mode(), Utc::now());
+    let pace = config.pace(|| {
+        crate::simulate::events_per_second(
+            config.population_seed,
+            &profile,
+            &customers,
+            &products,
+            plan.live_from(),
+            chrono::Duration::days(7),
+        )
+    });
     let mut sim = Simulator::new(
         seed,
         config.population_seed,
@@ -107,7 +129,7 @@ async fn produce(
         plan.start,
     );
     let mut out = Output::new(&mut publisher, &codec, config);
-    simulate(&mut sim, &mut out, &plan, config.rate, shutdown).await?;
+    simulate(&mut sim, &mut out, &plan, pace, shutdown).await?;
     let sent = out.sent;
     info!(sent, "Flushing before exit.");
     publisher.flush(DRAIN_DEADLINE).await?;
@@ -226,6 +248,11 @@ struct Plan {
 }
 
 impl Plan {
+    /// Where the live phase's simulated clock starts: the end of the backfill, or now.
+    fn live_from(&self) -> DateTime<Utc> {
+        self.backfill_until.unwrap_or(self.start)
+    }
+
     fn of(mode: Mode, now: DateTime<Utc>) -> Plan {
         match mode {
             Mode::Live => Plan {
@@ -254,7 +281,7 @@ async fn simulate(
     sim: &mut Simulator,
     out: &mut Output<'_>,
     plan: &Plan,
-    rate: f64,
+    pace: Pace,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let mut carry = None;
@@ -262,7 +289,7 @@ async fn simulate(
         carry = backfill(sim, out, until, shutdown).await?;
     }
     if plan.then_live && !out.done() && !shutdown.is_cancelled() {
-        live(sim, out, carry, rate, shutdown).await?;
+        live(sim, out, carry, plan.live_from(), pace, shutdown).await?;
     }
     Ok(())
 }
@@ -345,32 +372,37 @@ async fn backfill(
     Ok(None)
 }
 
-/// Publishes events stamped now at `rate` per second (0: unthrottled) until stopped.
+/// Continues the simulated world from `from`, publishing each event when the wall clock
+/// reaches its simulated time (run `pace` times faster), until stopped. Events keep their
+/// simulated timestamps: the hour, weekday and month shape of the backfill goes on.
 async fn live(
     sim: &mut Simulator,
     out: &mut Output<'_>,
     mut carry: Option<CartEvent>,
-    rate: f64,
+    from: DateTime<Utc>,
+    pace: Pace,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
-    info!(rate, "Publishing live events.");
+    match pace {
+        Pace::Speedup(speedup) => info!(speedup, "Publishing live events."),
+        Pace::Unthrottled => info!("Publishing live events as fast as the broker takes them."),
+    }
     let started = Instant::now();
-    let first = out.sent;
     let mut progress = started;
     while !out.done() && !shutdown.is_cancelled() {
-        if rate > 0.0 {
-            let due = started + Duration::from_secs_f64((out.sent - first) as f64 / rate);
+        let event = carry.take().unwrap_or_else(|| sim.next_event());
+        if let Pace::Speedup(speedup) = pace {
+            let ahead = (event.timestamp - from).to_std().unwrap_or_default();
+            let due = started + ahead.div_f64(speedup);
             tokio::select! {
                 () = tokio::time::sleep_until(due) => {}
                 () = shutdown.cancelled() => break,
             }
         }
-        let mut event = carry.take().unwrap_or_else(|| sim.next_event());
-        event.timestamp = Utc::now();
         out.send(&event).await?;
         if progress.elapsed() >= Duration::from_secs(60) {
             progress = Instant::now();
-            info!(sent = out.sent, "Publishing live events.");
+            info!(sent = out.sent, event_time = %event.timestamp, "Publishing live events.");
         }
     }
     Ok(())

@@ -17,7 +17,7 @@ use uuid::{Builder, Uuid};
 
 use crate::population::Population;
 use crate::profile::Profile;
-use crate::session::{Model, exponential};
+use crate::session::{Model, Plan, exponential};
 
 /// An endless, deterministic stream of consistent cart events.
 #[derive(Debug)]
@@ -31,6 +31,17 @@ pub struct Simulator {
     next_start_ms: f64,
     seq: u64,
     sessions: u64,
+    /// The sessions planned so far, when asked to keep them (`--print-truth`).
+    recorded: Option<Vec<Session>>,
+}
+
+/// A session as planned: whose, when, and what it does.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub start_ms: i64,
+    /// Index into [`Population::shoppers`].
+    pub shopper: usize,
+    pub plan: Plan,
 }
 
 #[derive(Debug)]
@@ -84,6 +95,7 @@ impl Simulator {
             next_start_ms: start.timestamp_millis() as f64,
             seq: 0,
             sessions: 0,
+            recorded: None,
         };
         sim.advance_start();
         sim
@@ -92,6 +104,27 @@ impl Simulator {
     /// Sessions started so far.
     pub fn sessions(&self) -> u64 {
         self.sessions
+    }
+
+    /// Keeps every session it plans from now on, for [`Simulator::take_sessions`].
+    pub fn record_sessions(&mut self) {
+        self.recorded.get_or_insert_with(Vec::new);
+    }
+
+    /// The sessions planned since the last call (with [`Simulator::record_sessions`]).
+    pub fn take_sessions(&mut self) -> Vec<Session> {
+        self.recorded
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn population(&self) -> &Population {
+        &self.population
     }
 
     /// The next event in event-time order.
@@ -155,6 +188,13 @@ impl Simulator {
             .plan(&mut self.rng, tier, shopper.age_group, start);
         self.busy_until[who] = start_ms + plan.duration_ms();
         self.sessions += 1;
+        if let Some(recorded) = &mut self.recorded {
+            recorded.push(Session {
+                start_ms,
+                shopper: who,
+                plan: plan.clone(),
+            });
+        }
         let session_id = new_uuid(&mut self.rng).to_string();
         for step in plan.steps {
             let at_ms = start_ms + step.offset_ms;
@@ -192,4 +232,30 @@ impl Simulator {
 /// A version-4 UUID whose random bits come from the seeded generator.
 fn new_uuid<R: RngExt>(rng: &mut R) -> Uuid {
     Builder::from_random_bytes(rng.random()).into_uuid()
+}
+
+/// The world's mean cart events per second of simulated time over `span` after `from`:
+/// measured by simulating it (with its own seed), so every rule of the simulation counts.
+pub fn events_per_second(
+    population_seed: u64,
+    profile: &Profile,
+    customers: &[Customer],
+    products: &[Product],
+    from: DateTime<Utc>,
+    span: Duration,
+) -> f64 {
+    let mut sim = Simulator::new(
+        0x0072_6174_6500,
+        population_seed,
+        profile.clone(),
+        customers.to_vec(),
+        products.to_vec(),
+        from,
+    );
+    let until = from + span;
+    let mut events = 0u64;
+    while sim.next_event().timestamp <= until {
+        events += 1;
+    }
+    events as f64 / span.num_seconds().max(1) as f64
 }

@@ -7,6 +7,7 @@ use cartflow_producer::catalogue;
 use cartflow_producer::customers;
 use cartflow_producer::profile::Profile;
 use cartflow_producer::simulate::Simulator;
+use cartflow_producer::truth;
 use cartflow_schemas::{Action, CartEvent, Codec};
 use chrono::{DateTime, Duration, TimeZone, Timelike, Utc};
 
@@ -199,28 +200,48 @@ fn planted_patterns_are_visible_in_a_sample() {
 }
 
 #[test]
-fn the_truth_names_what_the_profile_plants() {
-    let people = customers::generate(1, 200);
-    let truth = cartflow_producer::truth::compute(
-        1,
-        1,
-        &Profile::default(),
-        people,
-        catalogue::fallback(),
-        50_000,
-    );
+fn the_truth_describes_the_run() {
+    let start = Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap();
+    let run = truth::Run {
+        seed: 1,
+        population_seed: 1,
+        profile: Profile::default(),
+        customers: customers::generate(1, 200),
+        products: catalogue::fallback(),
+        start,
+        until: start + Duration::days(14),
+        abandon_after: Duration::minutes(30),
+    };
+    let truth = truth::compute(&run, 4);
+    assert_eq!(truth.replicas, 4);
     assert_eq!(truth.peak_hour, 20);
     assert_eq!(truth.peak_weekday, "Saturday");
-    assert_eq!(truth.peak_month, "December");
+    // A November window knows nothing of December.
+    assert_eq!(truth.peak_month, "November");
+    assert_eq!(truth.events_by_month[11].expected, 0.0);
     assert_eq!(truth.most_abandoned_category, "electronics");
+    let rate = truth.cart_abandonment_rate;
+    assert!((0.6..=0.75).contains(&rate.expected), "{rate:?}");
     assert!(
-        (0.65..=0.75).contains(&truth.cart_abandonment_rate),
-        "{}",
-        truth.cart_abandonment_rate
+        rate.sampling_error > 0.0 && rate.sampling_error < 0.02,
+        "{rate:?}"
+    );
+    // The four states add up to the carts, in every replica and so in expectation.
+    let states = truth.purchased_carts.expected
+        + truth.abandoned_carts.expected
+        + truth.emptied_carts.expected
+        + truth.open_carts.expected;
+    assert!((states - truth.carts.expected).abs() < 1e-6, "{truth:?}");
+    let open = truth.open_carts.expected;
+    assert!(
+        open > 0.0 && open < 200.0,
+        "only the last half hour is open: {open}"
     );
     let bands = &truth.item_abandonment_by_price_band;
     assert!(
-        bands["500 and over"] > bands["under 25"],
+        bands["500 and over"].expected > bands["under 25"].expected,
         "dearer items are abandoned more: {bands:?}"
     );
+    // The same run, the same truth.
+    assert_eq!(truth::compute(&run, 4), truth);
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cartflow_common::config::{DatabaseArgs, LogArgs};
+use cartflow_common::config::{DatabaseArgs, LogArgs, parse_duration};
 use clap::{Args, Parser, Subcommand};
 
 /// Keeps the conversion analytics current from the raw event log.
@@ -68,14 +68,4 @@ pub struct RebuildArgs {
     /// Most events applied in one catch-up transaction after the bulk pass.
     #[arg(long, env = "CARTFLOW_CHUNK_EVENTS", default_value_t = 20_000, value_parser = clap::value_parser!(i64).range(1..=10_000_000))]
     pub chunk_events: i64,
-}
-
-/// `30m`, `2h`, `90s`, `1h30m`: a number and a unit, repeated.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (expected a duration such as 30m, 2h or 90s)"))?;
-    if d.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(d)
 }
