@@ -65,6 +65,12 @@ pub struct Config {
     /// Seconds between pings; a client that answers none for two intervals is closed.
     #[arg(long, env = "CARTFLOW_PING_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub ping_secs: u64,
+    /// Bytes of recent analytics deltas kept for clients that reconnect with `?since=SEQ`.
+    #[arg(long, env = "CARTFLOW_RESUME_HISTORY_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(0..=1 << 34))]
+    pub resume_history_bytes: u64,
+    /// Seconds a delta stays in that history; a client away longer gets a new snapshot.
+    #[arg(long, env = "CARTFLOW_RESUME_MAX_AGE_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub resume_max_age_secs: u64,
     /// Do not read the cart-events topic (no live event feed; analytics only).
     #[arg(long, env = "CARTFLOW_NO_FEED")]
     pub no_feed: bool,

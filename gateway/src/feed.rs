@@ -102,6 +102,11 @@ impl Follower<'_> {
         let codec = Codec::single_object();
         let mut pending: Vec<Value> = Vec::new();
         let mut count = 0u64;
+        // Numbers the feed's messages; like the analytics' sequence it starts at the start time
+        // in milliseconds, so numbers from an earlier gateway are always lower.
+        let mut seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         // Publish times of the tick's events, for the latency metric.
         let mut published: Vec<i64> = Vec::new();
         let mut ticker = tokio::time::interval(tick);
@@ -130,7 +135,8 @@ impl Follower<'_> {
                 _ = ticker.tick() => {
                     if count > 0 {
                         let events = std::mem::take(&mut pending);
-                        hub.broadcast(Channel::Feed, &json!({"type": "feed", "count": count, "events": events}));
+                        seq += 1;
+                        hub.broadcast(Channel::Feed, &json!({"type": "feed", "seq": seq, "count": count, "events": events}));
                         metrics.broadcasts.with_label_values(&["feed"]).inc();
                         metrics.feed_latency.observe_all(published.drain(..));
                         count = 0;

@@ -4,13 +4,21 @@
 //! ring's length behind is cut (it would otherwise hold memory for everyone), and the others
 //! never wait for it. The current snapshot is kept beside the ring and handed out under the
 //! same lock as each update is published, so a new client gets the snapshot and then exactly
-//! the updates after it.
+//! the updates after it. A client that resumes (`?since=SEQ`) gets, under the same lock, the
+//! deltas it missed from the [`History`] instead, when it still has them.
+//!
+//! Sequences start at the gateway's start time in milliseconds since the epoch, so a sequence
+//! from an earlier gateway process is always older than this one's history (at most one delta
+//! per tick of 10 ms or more cannot catch up with the clock).
 
 use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
+
+use crate::history::{Bounds, History};
 
 /// What a client can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,12 +53,22 @@ pub struct Outgoing {
     pub text: Utf8Bytes,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Current {
     seq: u64,
     data: Map<String, Value>,
     /// `data` as a snapshot message, serialised once.
     message: Option<Utf8Bytes>,
+    history: History,
+}
+
+/// How a client's analytics begin.
+#[derive(Debug)]
+pub enum Start {
+    /// The current snapshot message (None before the analytics were first read).
+    Snapshot(Option<Utf8Bytes>),
+    /// The deltas after the client's `since`, in order (none when it missed nothing).
+    Resume(Vec<Utf8Bytes>),
 }
 
 #[derive(Debug)]
@@ -60,20 +78,36 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub whose clients may fall `queue` messages behind.
-    pub fn new(queue: usize) -> Arc<Hub> {
+    /// A hub whose clients may fall `queue` messages behind, keeping `history` for resumes.
+    pub fn new(queue: usize, history: Bounds) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(queue.max(1));
+        let start_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         Arc::new(Hub {
             tx,
-            current: RwLock::new(Current::default()),
+            current: RwLock::new(Current {
+                seq: start_ms,
+                data: Map::new(),
+                message: None,
+                history: History::new(history),
+            }),
         })
     }
 
-    /// The current snapshot message (if the analytics were read yet) and a receiver of
-    /// everything published after it.
-    pub fn subscribe(&self) -> (Option<Utf8Bytes>, broadcast::Receiver<Outgoing>) {
+    /// How the client begins (the snapshot, or with `since` the deltas after it when the
+    /// history covers them) and a receiver of everything published after that.
+    pub fn subscribe(&self, since: Option<u64>) -> (Start, broadcast::Receiver<Outgoing>) {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-        (current.message.clone(), self.tx.subscribe())
+        let resumed = since.and_then(|s| {
+            current.message.as_ref()?;
+            current.history.after(s, current.seq)
+        });
+        let start = match resumed {
+            Some(deltas) => Start::Resume(deltas),
+            None => Start::Snapshot(current.message.clone()),
+        };
+        (start, self.tx.subscribe())
     }
 
     /// Stores a new snapshot and broadcasts what changed. Returns the number of changed keys.
@@ -90,11 +124,12 @@ impl Hub {
             &json!({"type": "snapshot", "seq": seq, "data": &data}),
         ));
         current.data = data;
-        let delta = json!({"type": "delta", "seq": seq, "changes": changes});
+        let delta = text(&json!({"type": "delta", "seq": seq, "changes": changes}));
+        current.history.push(seq, delta.clone());
         // No subscribers is not an error.
         let _ = self.tx.send(Outgoing {
             channel: Channel::Analytics,
-            text: text(&delta),
+            text: delta,
         });
         n
     }

@@ -6,7 +6,7 @@
 //!
 //! - [`snapshot`] reads the analytics in one statement;
 //! - [`hub`] finds what changed, serialises each update once and fans it out through a
-//!   bounded ring;
+//!   bounded ring, keeping the latest deltas in a [`history`] for clients that resume;
 //! - [`analytics`] and [`feed`] feed the hub, coalesced per tick;
 //! - [`auth`] is the token layer on `/api/snapshot` and `/ws`, and the Origin rule;
 //! - [`ws`] checks the rest of a handshake and runs each client (queue, pings, limits).
@@ -17,6 +17,7 @@ pub mod auth;
 pub mod config;
 mod error;
 pub mod feed;
+pub mod history;
 pub mod hub;
 mod listener;
 pub mod metrics;

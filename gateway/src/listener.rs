@@ -166,7 +166,7 @@ impl axum::serve::Listener for Guarded {
             }
             let timeout = self.limits.handshake_timeout;
             let stream = GuardedStream {
-                inner: stream,
+                inner: Lingering(Some(stream)),
                 _slot: slot,
                 _ip: ip,
                 connection: Connection::new(),
@@ -231,7 +231,7 @@ impl Drop for IpSlot {
 /// An accepted connection: its slots, and the deadline its reads enforce until it upgrades.
 #[derive(Debug)]
 pub(crate) struct GuardedStream {
-    inner: TcpStream,
+    inner: Lingering,
     _slot: OwnedSemaphorePermit,
     _ip: IpSlot,
     connection: Connection,
@@ -262,7 +262,7 @@ impl AsyncRead for GuardedStream {
             // Registers this task to be woken at the deadline, when the next read fails.
             let _ = this.sleep.as_mut().poll(cx);
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        Pin::new(this.inner.io()).poll_read(cx, buf)
     }
 }
 
@@ -272,7 +272,7 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        Pin::new(self.get_mut().inner.io()).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -280,18 +280,55 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        Pin::new(self.get_mut().inner.io()).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner
+            .0
+            .as_ref()
+            .is_some_and(TcpStream::is_write_vectored)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        Pin::new(self.get_mut().inner.io()).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        Pin::new(self.get_mut().inner.io()).poll_shutdown(cx)
+    }
+}
+
+/// How long a closing connection may keep sending before it is closed outright.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// A socket closed gracefully: when dropped, it sends FIN and reads (discarding) whatever the
+/// peer still sends, until the peer closes too or [`LINGER`] passes. Closing a socket with
+/// unread data makes the kernel send a reset, which can destroy a close frame the peer has not
+/// read yet: a client that sent a 10 MiB message would see "connection reset" instead of 1009.
+#[derive(Debug)]
+struct Lingering(Option<TcpStream>);
+
+impl Lingering {
+    fn io(&mut self) -> &mut TcpStream {
+        // Only Drop takes the stream, and nothing reads or writes after that.
+        self.0.as_mut().expect("the stream until drop")
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let (Some(mut stream), Ok(runtime)) =
+            (self.0.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 8192];
+            let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+        });
     }
 }

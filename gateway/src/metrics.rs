@@ -14,6 +14,8 @@ pub struct Metrics {
     pub refused: IntCounterVec,
     /// Clients closed by the server, by reason (slow, timeout, oversized).
     pub cut: IntCounterVec,
+    /// Clients that reconnected with `?since=SEQ`, by how they resumed (deltas, snapshot).
+    pub resumes: IntCounterVec,
     /// Messages written to clients.
     pub sent: IntCounter,
     /// Messages broadcast, by channel (analytics, feed).
@@ -118,6 +120,12 @@ impl Metrics {
                 "Clients closed by the gateway, by reason.",
                 "reason",
                 &Cut::ALL.map(Cut::label),
+            ),
+            resumes: r.counter_vec(
+                "cartflow_gateway_resumes_total",
+                "Clients that reconnected with ?since=SEQ, by how: the deltas they missed, or a new snapshot when the history no longer covered them.",
+                "result",
+                &["deltas", "snapshot"],
             ),
             sent: r.counter(
                 "cartflow_gateway_messages_sent_total",

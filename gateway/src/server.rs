@@ -54,7 +54,13 @@ impl Gateway {
         let registry = ops::registry();
         let metrics = Metrics::new(&registry);
         let health = Health::default();
-        let hub = Hub::new(config.client_queue as usize);
+        let hub = Hub::new(
+            config.client_queue as usize,
+            crate::history::Bounds {
+                max_bytes: usize::try_from(config.resume_history_bytes).unwrap_or(usize::MAX),
+                max_age: Duration::from_secs(config.resume_max_age_secs),
+            },
+        );
         let tick = Duration::from_millis(config.tick_ms);
         let tasks = TaskTracker::new();
         tasks.spawn(analytics::run(

@@ -3,7 +3,8 @@
 //! Protocol (docs/gateway.md): on connect a `snapshot`, then `delta` messages after projector
 //! commits and `feed` messages with live events, each coalesced per tick. A client picks
 //! channels with `?channels=analytics,feed` or by sending `{"subscribe": [...]}` /
-//! `{"unsubscribe": [...]}`.
+//! `{"unsubscribe": [...]}`. A client that reconnects with `?since=SEQ` gets a `resume`
+//! message, then the deltas it missed or, when the history no longer has them, a snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
 use crate::auth::{Access, origin_allowed};
-use crate::hub::{Channel, Outgoing};
+use crate::hub::{Channel, Outgoing, Start};
 use crate::metrics::{Cut, Refused};
 use crate::state::Shared;
 
@@ -60,6 +61,8 @@ pub struct WsState {
 #[derive(Debug, Default, Deserialize)]
 pub struct WsQuery {
     channels: Option<String>,
+    /// The last analytics sequence the client applied, when it resumes.
+    since: Option<u64>,
 }
 
 /// The handshake (the token was checked by the `auth` layer before it): the Origin, a free
@@ -88,6 +91,7 @@ pub async fn handler(
         Some(list) => Subscriptions::new(list.split(',').filter_map(|c| Channel::parse(c.trim()))),
         None => Subscriptions::new([Channel::Analytics, Channel::Feed]),
     };
+    let since = params.since;
     let max = state.limits.max_message_bytes;
     ws.protocols([PROTOCOL])
         .max_message_size(max)
@@ -97,19 +101,20 @@ pub async fn handler(
         .read_buffer_size(256)
         // Messages fed in one batch are written together at the flush (or once 16 KiB wait).
         .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| serve(socket, state, channels, permit))
+        .on_upgrade(move |socket| serve(socket, state, channels, since, permit))
 }
 
 async fn serve(
     socket: WebSocket,
     state: WsState,
     channels: Subscriptions,
+    since: Option<u64>,
     _permit: OwnedSemaphorePermit,
 ) {
     let m = &state.shared.metrics;
     m.clients.inc();
     m.connections.inc();
-    let reason = client(socket, &state, channels).await;
+    let reason = client(socket, &state, channels, since).await;
     if let Some(reason) = reason {
         m.cut.with_label_values(&[reason.label()]).inc();
         debug!(reason = reason.label(), "Closed a client.");
@@ -119,9 +124,14 @@ async fn serve(
 
 /// Runs one client until it leaves or is cut; returns why it was cut. This task writes; a
 /// second one ([`reader`]) reads, so that a broadcast wakes only the writer.
-async fn client(socket: WebSocket, state: &WsState, channels: Subscriptions) -> Option<Cut> {
+async fn client(
+    socket: WebSocket,
+    state: &WsState,
+    channels: Subscriptions,
+    since: Option<u64>,
+) -> Option<Cut> {
     let (mut sink, stream) = socket.split();
-    let (snapshot, mut rx) = state.shared.hub.subscribe();
+    let (start, mut rx) = state.shared.hub.subscribe(since);
     let channels = Arc::new(channels);
     let heard = Arc::new(Heard::now());
     let (ended_tx, mut ended) = oneshot::channel();
@@ -133,13 +143,10 @@ async fn client(socket: WebSocket, state: &WsState, channels: Subscriptions) -> 
         ended_tx,
     )));
     let send = |text: Utf8Bytes| Message::Text(text);
-    if channels.contains(Channel::Analytics) {
-        let first = snapshot.unwrap_or_else(|| {
-            Utf8Bytes::from_static(r#"{"type":"snapshot","seq":0,"data":null}"#)
-        });
-        if !deliver(&mut sink, send(first), state).await {
-            return Some(Cut::Slow);
-        }
+    if channels.contains(Channel::Analytics)
+        && !deliver_all(&mut sink, beginning(start, since, state), state).await
+    {
+        return Some(Cut::Slow);
     }
     let ping_every = state.limits.ping_every;
     let mut ping = tokio::time::interval(ping_every);
@@ -182,6 +189,34 @@ async fn client(socket: WebSocket, state: &WsState, channels: Subscriptions) -> 
             }
         }
     }
+}
+
+/// The analytics messages a client begins with: the snapshot, or for a client that resumes a
+/// `resume` message saying which it gets, then the deltas it missed or the snapshot.
+fn beginning(start: Start, since: Option<u64>, state: &WsState) -> Vec<Message> {
+    let mut messages = Vec::new();
+    let resumes = &state.shared.metrics.resumes;
+    let deltas = matches!(start, Start::Resume(_));
+    if let Some(since) = since {
+        resumes
+            .with_label_values(&[if deltas { "deltas" } else { "snapshot" }])
+            .inc();
+        let missed = match &start {
+            Start::Resume(d) => d.len(),
+            Start::Snapshot(_) => 0,
+        };
+        messages.push(Message::Text(Utf8Bytes::from(
+            serde_json::json!({"type": "resume", "since": since, "covered": deltas, "missed": missed})
+                .to_string(),
+        )));
+    }
+    match start {
+        Start::Resume(d) => messages.extend(d.into_iter().map(Message::Text)),
+        Start::Snapshot(s) => messages.push(Message::Text(s.unwrap_or_else(|| {
+            Utf8Bytes::from_static(r#"{"type":"snapshot","seq":0,"data":null}"#)
+        }))),
+    }
+    messages
 }
 
 /// `first` and whatever else for this client is already waiting, up to [`MAX_BATCH`]: a client

@@ -1,8 +1,9 @@
 // The cartflow dashboard: a snapshot on connect, then deltas and live events over /ws.
-// Protocol: docs/gateway.md. Reconnects by itself and gets a fresh snapshot each time.
+// Protocol: docs/gateway.md. Reconnects by itself with ?since=SEQ, so it gets only the deltas
+// it missed (or a fresh snapshot when the gateway no longer has them).
 "use strict";
 
-const state = { data: null, feed: [], feedCount: 0, feedSince: Date.now() };
+const state = { data: null, seq: null, feed: [], feedCount: 0, feedSince: Date.now() };
 const charts = {};
 const $ = (id) => document.getElementById(id);
 
@@ -149,19 +150,28 @@ function scheduleRender() {
 function connect(attempt) {
   const params = new URLSearchParams(location.search);
   const token = params.get("token");
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const since = state.data && state.seq != null ? `?since=${state.seq}` : "";
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws${since}`;
   const protocols = ["cartflow.v1"].concat(token ? ["cartflow.token." + token] : []);
   const ws = new WebSocket(url, protocols);
+  // For debugging (and the browser test): the live socket.
+  window.cartflowSocket = ws;
   setState(attempt ? "reconnecting…" : "connecting…", "");
-  ws.onopen = () => setState("live", "live");
+  ws.onopen = () => { setState("live", "live"); attempt = 0; };
   ws.onmessage = (m) => {
     const msg = JSON.parse(m.data);
     if (msg.type === "snapshot") {
       state.data = msg.data || {};
+      state.seq = msg.seq;
       document.body.dataset.seq = msg.seq;
+      document.body.dataset.snapshots = Number(document.body.dataset.snapshots || 0) + 1;
       scheduleRender();
+    } else if (msg.type === "resume") {
+      // covered: the missed deltas follow; otherwise a snapshot does.
+      document.body.dataset.resumed = msg.covered ? "deltas" : "snapshot";
     } else if (msg.type === "delta") {
       state.data = Object.assign(state.data || {}, msg.changes);
+      state.seq = msg.seq;
       document.body.dataset.seq = msg.seq;
       scheduleRender();
     } else if (msg.type === "feed") {

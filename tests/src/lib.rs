@@ -278,6 +278,16 @@ pub async fn spawn_gateway(
     flags: &[String],
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> cartflow_gateway::Gateway {
+    spawn_gateway_on(any_port().await, database_url, flags, shutdown).await
+}
+
+/// [`spawn_gateway`] on `listener` (to restart one at the same address).
+pub async fn spawn_gateway_on(
+    listener: TcpListener,
+    database_url: &str,
+    flags: &[String],
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> cartflow_gateway::Gateway {
     use clap::Parser;
     let mut args = vec![
         "cartflow-gateway".to_owned(),
@@ -286,7 +296,7 @@ pub async fn spawn_gateway(
     ];
     args.extend(flags.iter().cloned());
     let config = cartflow_gateway::Config::try_parse_from(args).expect("gateway flags");
-    let gateway = cartflow_gateway::Gateway::start(config, any_port().await, shutdown.clone())
+    let gateway = cartflow_gateway::Gateway::start(config, listener, shutdown.clone())
         .await
         .expect("start the gateway");
     let hub = gateway.hub.clone();

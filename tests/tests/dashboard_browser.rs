@@ -273,6 +273,51 @@ async fn the_dashboard_shows_the_snapshot_and_updates_live() {
     assert_eq!(fits, json!(true), "the page is wider than a phone");
     let phone = page.screenshot("dashboard-phone.png").await;
     eprintln!("Screenshots: {} and {}", wide.display(), phone.display());
+
+    // A dropped connection: the page reconnects by itself with ?since=SEQ and gets only what
+    // it missed (nothing), then live deltas again.
+    page.eval("window.cartflowSocket.close()").await;
+    page.wait_for(
+        "the page to resume with deltas",
+        "document.body.dataset.resumed === 'deltas' && \
+         document.getElementById('state').dataset.state === 'live'",
+        Duration::from_secs(30),
+    )
+    .await;
+    add_events(&mut pg, 2_500, 100).await;
+    page.wait_for(
+        "a live update after resuming",
+        "document.querySelector('[data-kpi=events]').dataset.value === '2600'",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // A gateway restart at the same address, with events stored while it was down: the page
+    // reconnects by itself and, its sequence being the old gateway's, gets a new snapshot.
+    let addr = gateway.addr;
+    shutdown.cancel();
+    gateway.stopped().await.expect("the gateway stops");
+    add_events(&mut pg, 2_600, 100).await;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("the same address again");
+    let shutdown = CancellationToken::new();
+    let _gateway = cartflow_tests::spawn_gateway_on(
+        listener,
+        &db.url,
+        &cartflow_tests::flags(&["--no-feed", "--tick-ms", "50"]),
+        &shutdown,
+    )
+    .await;
+    page.wait_for(
+        "the page back on the restarted gateway",
+        "document.body.dataset.resumed === 'snapshot' && \
+         document.body.dataset.snapshots === '2' && \
+         document.getElementById('state').dataset.state === 'live' && \
+         document.querySelector('[data-kpi=events]').dataset.value === '2700'",
+        Duration::from_secs(30),
+    )
+    .await;
     shutdown.cancel();
     db.cleanup().await;
 }

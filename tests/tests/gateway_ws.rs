@@ -140,7 +140,9 @@ async fn an_oversized_message_closes_the_connection_with_1009() {
     let mut client = connect(&gateway, "?channels=feed").await;
     client
         .send(Message::Text(
-            json!({"subscribe": ["analytics"], "pad": "y".repeat(8 * 1024)})
+            // 10 MiB: far more than the socket buffers hold, so the gateway closes while the
+            // rest is still arriving (without a lingering close, the peer sees a reset).
+            json!({"subscribe": ["analytics"], "pad": "y".repeat(10 * 1024 * 1024)})
                 .to_string()
                 .into(),
         ))
