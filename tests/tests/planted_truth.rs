@@ -357,6 +357,7 @@ async fn check_insight_sentences(client: &Client) {
     let mut named = Vec::new();
     for r in &rows {
         let (finding, subject, evidence): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        eprintln!("{finding}: {subject} — {evidence}");
         let (part, whole, shown) =
             shares(&evidence).unwrap_or_else(|| panic!("{finding}: no share in {evidence:?}"));
         let computed = format!(
