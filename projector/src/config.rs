@@ -42,6 +42,10 @@ pub struct Config {
     /// since its last event (for example 30m, 2h, 90s).
     #[arg(long, env = "CARTFLOW_ABANDON_AFTER", default_value = "30m", value_parser = parse_duration)]
     pub abandon_after: Duration,
+    /// How much event time the per-minute timeline keeps before the latest event (for
+    /// example 48h); older minutes are dropped (the hourly timeline keeps all of time).
+    #[arg(long, env = "CARTFLOW_MINUTE_RETENTION", default_value = "48h", value_parser = parse_duration)]
+    pub minute_retention: Duration,
     /// Most events applied in one transaction (a consumer's batch is never split).
     #[arg(long, env = "CARTFLOW_CHUNK_EVENTS", default_value_t = 20_000, value_parser = clap::value_parser!(i64).range(1..=10_000_000))]
     pub chunk_events: i64,

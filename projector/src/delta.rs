@@ -114,8 +114,8 @@ impl Cart {
         self.items.purchases > 0
     }
 
-    /// Its part of `cart_hourly`, under the hour it started in.
-    fn outcome(&self) -> (DateTime<Utc>, CartOutcomes) {
+    /// Its part of `cart_hourly` and `cart_minutely`, under the time it started.
+    fn outcome(&self) -> CartOutcomes {
         let i = &self.items;
         let mut o = CartOutcomes {
             carts: 1,
@@ -131,7 +131,7 @@ impl Cart {
         } else {
             o.emptied_carts = 1;
         }
-        (hour(self.first_at), o)
+        o
     }
 }
 
@@ -181,6 +181,11 @@ pub fn hour(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
 }
 
+/// The minute `t` falls in.
+pub fn minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::minutes(1)).unwrap_or(t)
+}
+
 /// The cart an event belongs to: its session, or for v1 events (which have none) the
 /// customer's UTC day.
 pub fn cart_key(e: &LogEvent) -> String {
@@ -198,10 +203,13 @@ pub struct Delta {
     pub watermark: Option<DateTime<Utc>>,
     pub products: HashMap<i64, Counters>,
     pub hours: HashMap<DateTime<Utc>, Counters>,
+    /// The timeline's recent buckets (the store keeps only `minute_retention` of them).
+    pub minutes: HashMap<DateTime<Utc>, Counters>,
     pub price_bands: HashMap<i32, Counters>,
     pub customers: HashMap<i64, CustomerDelta>,
     pub carts: HashMap<String, Cart>,
     pub cart_hours: HashMap<DateTime<Utc>, CartOutcomes>,
+    pub cart_minutes: HashMap<DateTime<Utc>, CartOutcomes>,
 }
 
 impl Delta {
@@ -211,6 +219,7 @@ impl Delta {
         let count = |c: &mut Counters| c.count(e.action, e.price);
         count(self.products.entry(e.product_id).or_default());
         count(self.hours.entry(hour(e.timestamp)).or_default());
+        count(self.minutes.entry(minute(e.timestamp)).or_default());
         count(self.price_bands.entry(price_band(e.price)).or_default());
         let customer = self.customers.entry(e.customer_id).or_default();
         count(&mut customer.items);
@@ -243,14 +252,12 @@ impl Delta {
             let old = stored.remove(key);
             let was_purchased = old.as_ref().is_some_and(Cart::purchased);
             if let Some(old) = &old {
-                let (h, o) = old.outcome();
-                self.cart_hours.entry(h).or_default().add(&o, -1);
+                Self::count_outcome(&mut self.cart_hours, &mut self.cart_minutes, old, -1);
                 let mut merged = old.clone();
                 merged.merge(cart);
                 *cart = merged;
             }
-            let (h, o) = cart.outcome();
-            self.cart_hours.entry(h).or_default().add(&o, 1);
+            Self::count_outcome(&mut self.cart_hours, &mut self.cart_minutes, cart, 1);
             let customer = self.customers.entry(cart.customer_id).or_default();
             if old.is_none() {
                 customer.carts += 1;
@@ -260,6 +267,23 @@ impl Delta {
             }
         }
         self.cart_hours.retain(|_, o| !o.is_zero());
+        self.cart_minutes.retain(|_, o| !o.is_zero());
+    }
+
+    /// Adds (`sign` 1) or takes away (-1) `cart`'s outcome under the hour and the minute it
+    /// started in.
+    fn count_outcome(
+        hours: &mut HashMap<DateTime<Utc>, CartOutcomes>,
+        minutes: &mut HashMap<DateTime<Utc>, CartOutcomes>,
+        cart: &Cart,
+        sign: i64,
+    ) {
+        let o = cart.outcome();
+        hours.entry(hour(cart.first_at)).or_default().add(&o, sign);
+        minutes
+            .entry(minute(cart.first_at))
+            .or_default()
+            .add(&o, sign);
     }
 }
 

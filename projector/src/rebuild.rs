@@ -149,8 +149,8 @@ async fn create_tables(client: &Client) -> Result<Vec<String>, Error> {
         ));
     }
     ddl.push_str(&format!(
-        "INSERT INTO {REBUILD_SCHEMA}.checkpoint (abandon_after) \
-         SELECT abandon_after FROM {LIVE_SCHEMA}.checkpoint;"
+        "INSERT INTO {REBUILD_SCHEMA}.checkpoint (abandon_after, minute_retention) \
+         SELECT abandon_after, minute_retention FROM {LIVE_SCHEMA}.checkpoint;"
     ));
     client.batch_execute(&ddl).await?;
     Ok(tables)

@@ -114,10 +114,14 @@ async fn project(
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let abandon_after = format!("{} seconds", config.abandon_after.as_secs_f64());
+    let minute_retention = format!("{} seconds", config.minute_retention.as_secs_f64());
     client
         .execute(
-            &format!("UPDATE {LIVE_SCHEMA}.checkpoint SET abandon_after = $1::text::interval"),
-            &[&abandon_after],
+            &format!(
+                "UPDATE {LIVE_SCHEMA}.checkpoint SET abandon_after = $1::text::interval, \
+                 minute_retention = $2::text::interval"
+            ),
+            &[&abandon_after, &minute_retention],
         )
         .await
         .map_err(|e| match e.code() {

@@ -14,7 +14,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use crate::Error;
-use crate::delta::{Cart, Counters, Delta};
+use crate::delta::{Cart, CartOutcomes, Counters, Delta};
 
 /// Rows per statement: keeps a rebuild's millions of carts in bounded messages.
 const ROWS_PER_STATEMENT: usize = 20_000;
@@ -107,18 +107,19 @@ impl CounterColumns {
     }
 }
 
-/// Adds counters keyed by `key_column` (of SQL type `key_type`) to `schema.table`.
+/// Adds counters keyed by `key_column` (of SQL type `key_type`) to `schema.table`, for the
+/// keys that pass `keep` (a `WHERE` on `x.key_column`, or nothing).
 async fn add_counters<K: ToSql + Sync + Clone>(
     client: &impl GenericClient,
     schema: &str,
-    table: &str,
-    key_column: &str,
-    key_type: &str,
+    (table, key_column, key_type): (&str, &str, &str),
     rows: &HashMap<K, Counters>,
+    keep: &str,
 ) -> Result<(), Error> {
     let sql = format!(
         "INSERT INTO {schema}.{table} AS t ({key_column}, {COUNTERS}) \
          SELECT * FROM UNNEST($1::{key_type}[], {COUNTER_ARRAYS}) \
+             AS x({key_column}, {COUNTERS}) {keep} \
          ON CONFLICT ({key_column}) DO UPDATE SET {ADD_COUNTERS}"
     );
     let rows: Vec<(&K, &Counters)> = rows.iter().collect();
@@ -163,34 +164,21 @@ async fn write_rest(
     delta: &Delta,
     next_tx: i64,
 ) -> Result<(), Error> {
-    add_counters(
+    let all = "";
+    let products = ("product_stats", "product_id", "int8");
+    add_counters(client, schema, products, &delta.products, all).await?;
+    let hours = ("hourly_stats", "hour", "timestamptz");
+    add_counters(client, schema, hours, &delta.hours, all).await?;
+    let bands = ("price_band_stats", "band_floor", "int4");
+    add_counters(client, schema, bands, &delta.price_bands, all).await?;
+    write_cart_outcomes(
         client,
         schema,
-        "product_stats",
-        "product_id",
-        "int8",
-        &delta.products,
+        ("cart_hourly", "hour"),
+        &delta.cart_hours,
+        all,
     )
     .await?;
-    add_counters(
-        client,
-        schema,
-        "hourly_stats",
-        "hour",
-        "timestamptz",
-        &delta.hours,
-    )
-    .await?;
-    add_counters(
-        client,
-        schema,
-        "price_band_stats",
-        "band_floor",
-        "int4",
-        &delta.price_bands,
-    )
-    .await?;
-    write_cart_hours(client, schema, delta).await?;
     client
         .execute(
             &format!(
@@ -199,6 +187,28 @@ async fn write_rest(
             ),
             &[&next_tx, &delta.events, &delta.watermark],
         )
+        .await?;
+    write_timeline(client, schema, delta).await
+}
+
+/// The minute buckets inside `minute_retention` of the watermark (which the step has just
+/// moved), and the end of those that fell out of it.
+async fn write_timeline(
+    client: &impl GenericClient,
+    schema: &str,
+    delta: &Delta,
+) -> Result<(), Error> {
+    let cutoff = format!("(SELECT watermark - minute_retention FROM {schema}.checkpoint)");
+    let recent = format!("WHERE x.minute >= {cutoff}");
+    let minutes = ("minute_stats", "minute", "timestamptz");
+    add_counters(client, schema, minutes, &delta.minutes, &recent).await?;
+    let cart_minutes = ("cart_minutely", "minute");
+    write_cart_outcomes(client, schema, cart_minutes, &delta.cart_minutes, &recent).await?;
+    client
+        .batch_execute(&format!(
+            "DELETE FROM {schema}.minute_stats WHERE minute < {cutoff}; \
+             DELETE FROM {schema}.cart_minutely WHERE minute < {cutoff};"
+        ))
         .await?;
     Ok(())
 }
@@ -279,20 +289,25 @@ async fn write_carts(
     Ok(())
 }
 
-async fn write_cart_hours(
+/// Adds cart outcome changes to `table` (`cart_hourly` or `cart_minutely`), keyed by the
+/// time column `key`, for the keys that pass `keep`.
+async fn write_cart_outcomes(
     client: &impl GenericClient,
     schema: &str,
-    delta: &Delta,
+    (table, key): (&str, &str),
+    rows: &HashMap<DateTime<Utc>, CartOutcomes>,
+    keep: &str,
 ) -> Result<(), Error> {
-    if delta.cart_hours.is_empty() {
+    if rows.is_empty() {
         return Ok(());
     }
+    let columns = "carts, purchased_carts, purchased_value, unpurchased_carts, \
+                   unpurchased_items, unpurchased_value, emptied_carts";
     let sql = format!(
-        "INSERT INTO {schema}.cart_hourly AS t (hour, carts, purchased_carts, purchased_value, \
-             unpurchased_carts, unpurchased_items, unpurchased_value, emptied_carts) \
+        "INSERT INTO {schema}.{table} AS t ({key}, {columns}) \
          SELECT * FROM UNNEST($1::timestamptz[], $2::int8[], $3::int8[], $4::numeric[], \
-             $5::int8[], $6::int8[], $7::numeric[], $8::int8[]) \
-         ON CONFLICT (hour) DO UPDATE SET carts = t.carts + EXCLUDED.carts, \
+             $5::int8[], $6::int8[], $7::numeric[], $8::int8[]) AS x({key}, {columns}) {keep} \
+         ON CONFLICT ({key}) DO UPDATE SET carts = t.carts + EXCLUDED.carts, \
              purchased_carts = t.purchased_carts + EXCLUDED.purchased_carts, \
              purchased_value = t.purchased_value + EXCLUDED.purchased_value, \
              unpurchased_carts = t.unpurchased_carts + EXCLUDED.unpurchased_carts, \
@@ -301,7 +316,7 @@ async fn write_cart_hours(
              emptied_carts = t.emptied_carts + EXCLUDED.emptied_carts"
     );
     let mut hour = Vec::new();
-    let n = delta.cart_hours.len();
+    let n = rows.len();
     let mut carts: Vec<i64> = Vec::with_capacity(n);
     let mut purchased: Vec<i64> = Vec::with_capacity(n);
     let mut unpurchased: Vec<i64> = Vec::with_capacity(n);
@@ -309,7 +324,7 @@ async fn write_cart_hours(
     let mut emptied: Vec<i64> = Vec::with_capacity(n);
     let mut purchased_value: Vec<Decimal> = Vec::with_capacity(n);
     let mut unpurchased_value: Vec<Decimal> = Vec::with_capacity(n);
-    for (h, o) in &delta.cart_hours {
+    for (h, o) in rows {
         hour.push(*h);
         carts.push(o.carts);
         purchased.push(o.purchased_carts);
@@ -334,10 +349,10 @@ async fn write_cart_hours(
             ],
         )
         .await?;
-    // An hour whose only cart moved away (a late, earlier event) is gone, as in a rebuild.
+    // A bucket whose only cart moved away (a late, earlier event) is gone, as in a rebuild.
     client
         .execute(
-            &format!("DELETE FROM {schema}.cart_hourly WHERE hour = ANY($1) AND carts = 0"),
+            &format!("DELETE FROM {schema}.{table} WHERE {key} = ANY($1) AND carts = 0"),
             &[&hour],
         )
         .await?;

@@ -12,6 +12,18 @@ const COUNTERS: &str = "count(*)::int8 AS events,
     coalesce(sum(product_price) FILTER (WHERE action = 'remove_from_cart'), 0)::numeric(20,2) AS removed_value,
     coalesce(sum(product_price) FILTER (WHERE action = 'purchase_cart'), 0)::numeric(20,2) AS revenue";
 const COLUMNS: &str = "events, adds, removes, purchases, added_value, removed_value, revenue";
+/// Where the per-minute timeline begins: `minute_retention` before the latest event.
+const RECENT: &str = "(SELECT max(\"timestamp\") FROM events) - \
+    (SELECT minute_retention FROM analytics.checkpoint)";
+/// The columns of `cart_hourly` and `cart_minutely` over carts `c`, by plain SQL.
+const CART_OUTCOMES: &str = "count(*)::int8, \
+    count(*) FILTER (WHERE purchases > 0), \
+    coalesce(sum(revenue) FILTER (WHERE purchases > 0), 0)::numeric(20,2), \
+    count(*) FILTER (WHERE purchases = 0 AND adds > removes), \
+    coalesce(sum(adds - removes) FILTER (WHERE purchases = 0 AND adds > removes), 0)::int8, \
+    coalesce(sum(added_value - removed_value) \
+        FILTER (WHERE purchases = 0 AND adds > removes), 0)::numeric(20,2), \
+    count(*) FILTER (WHERE purchases = 0 AND adds <= removes)";
 
 /// Each aggregate table: its name, the stored rows, and the rows plain SQL gives.
 pub fn aggregates() -> Vec<(&'static str, String, String)> {
@@ -24,6 +36,8 @@ pub fn aggregates() -> Vec<(&'static str, String, String)> {
     );
     let hour =
         |col: &str| format!("date_trunc('hour', {col} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'");
+    let minute =
+        |col: &str| format!("date_trunc('minute', {col} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'");
     vec![
         (
             "product_stats",
@@ -79,17 +93,31 @@ pub fn aggregates() -> Vec<(&'static str, String, String)> {
                  OR emptied_carts <> 0"
                 .to_owned(),
             format!(
-                "WITH c AS ({carts}) \
-                 SELECT {} AS hour, count(*)::int8, \
-                     count(*) FILTER (WHERE purchases > 0), \
-                     coalesce(sum(revenue) FILTER (WHERE purchases > 0), 0)::numeric(20,2), \
-                     count(*) FILTER (WHERE purchases = 0 AND adds > removes), \
-                     coalesce(sum(adds - removes) FILTER (WHERE purchases = 0 AND adds > removes), 0)::int8, \
-                     coalesce(sum(added_value - removed_value) \
-                         FILTER (WHERE purchases = 0 AND adds > removes), 0)::numeric(20,2), \
-                     count(*) FILTER (WHERE purchases = 0 AND adds <= removes) \
-                 FROM c GROUP BY 1",
+                "WITH c AS ({carts}) SELECT {} AS hour, {CART_OUTCOMES} FROM c GROUP BY 1",
                 hour("first_at")
+            ),
+        ),
+        (
+            "minute_stats",
+            format!("SELECT minute, {COLUMNS} FROM analytics.minute_stats"),
+            format!(
+                "SELECT {} AS minute, {COUNTERS} FROM events GROUP BY 1 HAVING {} >= {RECENT}",
+                minute("\"timestamp\""),
+                minute("\"timestamp\"")
+            ),
+        ),
+        (
+            "cart_minutely",
+            "SELECT minute, carts, purchased_carts, purchased_value, unpurchased_carts, \
+                 unpurchased_items, unpurchased_value, emptied_carts FROM analytics.cart_minutely \
+             WHERE carts <> 0 OR purchased_carts <> 0 OR unpurchased_carts <> 0 \
+                 OR emptied_carts <> 0"
+                .to_owned(),
+            format!(
+                "WITH c AS ({carts}) \
+                 SELECT {} AS minute, {CART_OUTCOMES} FROM c GROUP BY 1 HAVING {} >= {RECENT}",
+                minute("first_at"),
+                minute("first_at")
             ),
         ),
         (
@@ -101,7 +129,7 @@ pub fn aggregates() -> Vec<(&'static str, String, String)> {
 }
 
 /// The analytic views, for comparing one generation of the tables with another.
-pub const VIEWS: [&str; 15] = [
+pub const VIEWS: [&str; 17] = [
     "SELECT events, adds, removes, purchases, revenue, carts, purchased_carts, abandoned_carts, \
          emptied_carts, open_carts, cart_to_purchase_rate, cart_abandonment_rate, \
          strict_abandonment_rate, cart_abandoned_value, \
@@ -121,6 +149,8 @@ pub const VIEWS: [&str; 15] = [
     "SELECT * FROM v_high_value_customers",
     "SELECT * FROM v_age_groups",
     "SELECT * FROM v_insights",
+    "SELECT * FROM v_timeline_hour",
+    "SELECT * FROM v_timeline_minute",
 ];
 
 /// The rows of `sql`, each as text, sorted.

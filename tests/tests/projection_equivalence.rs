@@ -108,7 +108,7 @@ async fn reset(client: &Client) {
         .batch_execute(
             "TRUNCATE events, analytics.product_stats, analytics.hourly_stats, \
                  analytics.price_band_stats, analytics.customer_stats, analytics.carts, \
-                 analytics.cart_hourly; \
+                 analytics.cart_hourly, analytics.minute_stats, analytics.cart_minutely; \
              UPDATE analytics.checkpoint SET next_tx = 0, events = 0, watermark = NULL",
         )
         .await
