@@ -12,12 +12,17 @@
 //!   Python `websockets` broadcast server; latency and memory per idle connection.
 //! * `projector`: events already in PostgreSQL projected incrementally from scratch, then
 //!   rebuilt, against one plain SQL pass (GROUP BY cart) over the same events.
+//! * `e2e`: the producer live at 1,000, 5,000 and 20,000 events/s for 60 s each through the
+//!   broker, consumer, projector and gateway to a WebSocket client; each stage's p50/p99 from
+//!   the services' latency histogram, against a floor (one produce→consume round trip with the
+//!   same settings plus one PostgreSQL commit of one row). Not in the default stages.
 //!
 //! Run it with `cargo run --release -p cartflow-bench -- --events 5000000` against a running
 //! broker (deploy/local/run.sh or test.sh start one); results go to stdout as a table and as
 //! JSON with `--json FILE`.
 
 mod consumer;
+mod e2e;
 mod gateway;
 mod gateway_floor;
 mod measurement;

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 
 use crate::gateway::{ClientKind, Server};
 use crate::report::{self, StageResult};
-use crate::{consumer, gateway, gateway_floor, producer, projector};
+use crate::{consumer, e2e, gateway, gateway_floor, producer, projector};
 
 /// Every measurement and helper step a child can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,6 +32,9 @@ pub(crate) enum Measurement {
     ProjectorBaseline,
     ProjectorIncremental,
     ProjectorRebuild,
+    /// The pipeline at `--events` events/s for `--size` seconds (one result per stage).
+    E2e,
+    E2eFloor,
 }
 
 impl Measurement {
@@ -100,6 +103,12 @@ impl Args {
         Ok(out.stdout)
     }
 
+    /// Runs a measurement that gives several results (one per stage) in a child process.
+    pub(crate) fn measure_all(&self) -> anyhow::Result<Vec<StageResult>> {
+        let what = self.what.name();
+        serde_json::from_slice(&self.spawn()?).with_context(|| format!("reading {what}'s results"))
+    }
+
     /// Runs the measurement in a child process and reads its result.
     pub(crate) fn measure(&self) -> anyhow::Result<StageResult> {
         let what = self.what.name();
@@ -118,6 +127,11 @@ pub(crate) fn run_in_child(args: &Args) -> anyhow::Result<()> {
         log_format: cartflow_common::config::LogFormat::Text,
     });
     let runtime = tokio::runtime::Runtime::new()?;
+    if args.what == Measurement::E2e {
+        let (b, url, p) = (&args.brokers, &args.database_url, &args.prefix);
+        let results = runtime.block_on(e2e::run(b, url, p, args.events, args.size as u64))?;
+        return report::print_children(&results);
+    }
     if let Some(result) = runtime.block_on(run(args))? {
         report::print_child(&result)?;
     }
@@ -144,6 +158,8 @@ async fn run(a: &Args) -> anyhow::Result<Option<StageResult>> {
         M::ProjectorBaseline => projector::baseline(url, p, n).await?,
         M::ProjectorIncremental => projector::incremental(url, p, n).await?,
         M::ProjectorRebuild => projector::rebuild(url, p, n).await?,
+        M::E2eFloor => e2e::floor(b, url, n).await?,
+        M::E2e => anyhow::bail!("e2e gives one result per stage: run_in_child runs it"),
         // Steps that measure nothing.
         M::ConsumerPrepare => return consumer::prepare(b, p, n).await.map(|()| None),
         M::ConsumerCleanup => return consumer::cleanup(b, p).await.map(|()| None),

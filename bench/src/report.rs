@@ -60,17 +60,27 @@ pub(crate) fn print_child(result: &StageResult) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A child's several results (the e2e stage's, one per pipeline stage) on stdout.
+#[allow(clippy::print_stdout)]
+pub(crate) fn print_children(results: &[StageResult]) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(results)?);
+    Ok(())
+}
+
 #[allow(clippy::print_stdout)]
 pub(crate) fn print_table(results: &[Comparison]) {
     println!(
         "| stage | run | events | seconds | events/s | p50 ms | p99 ms | peak RSS MiB | ratio |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    // A baseline shared by several rows (the e2e stage's floor) is printed once.
+    let mut last_baseline: Option<(&str, f64)> = None;
     for c in results {
-        for (r, ratio) in [
-            (&c.cartflow, format!("{:.2}", c.ratio)),
-            (&c.baseline, "1.00".into()),
-        ] {
+        let shown = Some((c.baseline.name.as_str(), c.baseline.seconds));
+        let baseline = (last_baseline != shown).then_some((&c.baseline, "1.00".to_owned()));
+        last_baseline = shown;
+        for (r, ratio) in std::iter::once((&c.cartflow, format!("{:.2}", c.ratio))).chain(baseline)
+        {
             println!(
                 "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.1} | {:.0} | {} |",
                 c.stage,

@@ -38,6 +38,17 @@ pub(crate) struct Bench {
         default_value_t = 10_000_000
     )]
     projector_events: u64,
+    /// Producer rates of the e2e stage, events per second.
+    #[arg(
+        long,
+        env = "CARTFLOW_BENCH_E2E_RATES",
+        value_delimiter = ',',
+        default_value = "1000,5000,20000"
+    )]
+    e2e_rates: Vec<u64>,
+    /// Seconds the e2e stage publishes at each rate.
+    #[arg(long, env = "CARTFLOW_BENCH_E2E_SECONDS", default_value_t = 60)]
+    e2e_seconds: u64,
     /// WebSocket clients for the gateway stage.
     #[arg(long, env = "CARTFLOW_BENCH_CLIENTS", default_value_t = 10_000)]
     clients: u64,
@@ -75,6 +86,8 @@ enum Stage {
     Consumer,
     Projector,
     Gateway,
+    /// Event to dashboard: every stage's latency at several rates, beside the floor.
+    E2e,
 }
 
 impl Bench {
@@ -101,6 +114,7 @@ pub(crate) fn run_all(bench: &Bench) -> anyhow::Result<()> {
             Stage::Consumer => consumer_stage(bench)?,
             Stage::Gateway => gateway_stage(bench)?,
             Stage::Projector => projector_stage(bench)?,
+            Stage::E2e => e2e_stage(bench)?,
         });
     }
     report::print_table(&results);
@@ -169,4 +183,28 @@ fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
         report::compare("projector incremental", &incremental, &base),
         report::compare("projector rebuild", &rebuild, &base),
     ])
+}
+
+/// The e2e stage: the floor, then each rate; every pipeline stage's p99 against the floor's
+/// (the ratio column is p99 ÷ floor p99 here, not a throughput ratio).
+fn e2e_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
+    let floor = bench.args(M::E2eFloor, 500, "").measure()?;
+    let mut comparisons = Vec::new();
+    for rate in &bench.e2e_rates {
+        let prefix = format!("bench-e2e-{}-", uuid::Uuid::new_v4().simple());
+        eprintln!("e2e: {rate} events/s for {} s", bench.e2e_seconds);
+        let args = Args {
+            size: bench.e2e_seconds as usize,
+            ..bench.args(M::E2e, *rate, &prefix)
+        };
+        for result in args.measure_all()? {
+            comparisons.push(Comparison {
+                stage: "e2e latency".into(),
+                ratio: result.latency_p99_ms / floor.latency_p99_ms,
+                cartflow: result,
+                baseline: floor.clone(),
+            });
+        }
+    }
+    Ok(comparisons)
 }
