@@ -8,13 +8,15 @@
 //! - [`hub`] finds what changed, serialises each update once and fans it out through a
 //!   bounded ring, keeping the latest deltas in a [`history`] for clients that resume;
 //! - [`analytics`] and [`feed`] feed the hub, coalesced per tick;
-//! - [`auth`] is the token layer on `/api/snapshot` and `/ws`, and the Origin rule;
+//! - [`drilldown`] serves the raw events behind a number (`/api/events`, `/api/carts/{key}`);
+//! - [`auth`] is the token layer on `/api/*` and `/ws`, and the Origin rule;
 //! - [`ws`] checks the rest of a handshake and runs each client (queue, pings, limits).
 
 pub mod analytics;
 mod assets;
 pub mod auth;
 pub mod config;
+pub mod drilldown;
 mod error;
 pub mod feed;
 pub mod history;

@@ -26,7 +26,8 @@ use crate::auth::{self, Access};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::state::Shared;
-use crate::{Config, Error, analytics, assets, feed, ws};
+use crate::{Config, Error, analytics, assets, drilldown, feed, ws};
+use deadpool_postgres::Pool;
 
 /// A running gateway.
 #[derive(Debug)]
@@ -102,7 +103,7 @@ impl Gateway {
             max_message_bytes: config.max_message_bytes as usize,
             ping_every: Duration::from_secs(config.ping_secs),
         };
-        let app = router(shared, access, limits).merge(ops::router(registry, health.clone()));
+        let app = router(shared, pool, access, limits).merge(ops::router(registry, health.clone()));
         let addr = listener.local_addr()?;
         health.set_ready(true);
         info!(url = %format!("http://{addr}/"), "Dashboard ready.");
@@ -158,7 +159,7 @@ pub async fn run(
 }
 
 /// The gateway's own routes: the dashboard's files open to all, the data behind the token.
-fn router(shared: Shared, access: Access, limits: ws::Limits) -> Router {
+fn router(shared: Shared, pool: Pool, access: Access, limits: ws::Limits) -> Router {
     let ws_state = ws::WsState {
         shared: shared.clone(),
         limits,
@@ -167,6 +168,12 @@ fn router(shared: Shared, access: Access, limits: ws::Limits) -> Router {
     let protected = Router::new()
         .route("/api/snapshot", get(api_snapshot))
         .with_state(shared)
+        .merge(
+            Router::new()
+                .route("/api/events", get(drilldown::events))
+                .route("/api/carts/{key}", get(drilldown::cart))
+                .with_state(pool),
+        )
         .merge(
             Router::new()
                 .route("/ws", get(ws::handler))
