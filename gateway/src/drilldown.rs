@@ -5,6 +5,11 @@
 //! newest first, with their partition and offset; `/api/carts/{key}` shows one cart in its state
 //! and its events oldest first, each with what the cart held after it. Parameters are checked
 //! here and refused with 400 and a sentence naming the parameter; pages are bounded.
+//!
+//! The log has no b-tree index a page could be read from in order (they cost the consumer too
+//! much: migrations/V8), only a BRIN index on event time. A page is therefore read in time
+//! windows walking backwards from the newest event, each four times wider than the last, until
+//! it is full; the last window is open towards the past, so nothing is ever missed.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -99,12 +104,18 @@ impl Cursor {
     }
 }
 
+/// The first window a page is looked for in, before it widens.
+const FIRST_WINDOW: chrono::Duration = chrono::Duration::hours(1);
+
 /// A checked `/api/events` query, as SQL conditions and their parameters.
 #[derive(Debug, Default)]
 struct Filter {
     conditions: Vec<String>,
     params: Vec<Box<dyn ToSql + Sync + Send>>,
     limit: i64,
+    /// The range's bounds, and the cursor's time: where the backward walk starts and stops.
+    from: Option<DateTime<Utc>>,
+    before: Option<DateTime<Utc>>,
 }
 
 impl Filter {
@@ -160,8 +171,12 @@ impl Filter {
         if let Some(b) = to {
             f.push("\"timestamp\" < ?", b);
         }
+        f.from = from;
+        f.before = to;
         if let Some(v) = &q.cursor {
             let c = Cursor::parse(v)?;
+            let after_cursor = c.at + chrono::Duration::microseconds(1);
+            f.before = Some(f.before.map_or(after_cursor, |b| b.min(after_cursor)));
             // The first condition lets the time index bound the scan.
             f.push("\"timestamp\" <= ?", c.at);
             f.push_all(
@@ -218,31 +233,77 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
+/// Up to `filter.limit + 1` events matching `filter`, newest first (one more than the page:
+/// whether there is a next one), read window by window backwards in time.
+async fn page(
+    client: &deadpool_postgres::Client,
+    filter: &Filter,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let span = client
+        .query_one("SELECT first_hour, watermark FROM v_log_span", &[])
+        .await?;
+    let (first, watermark): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+        (span.get(0), span.get(1));
+    // The first window ends at the range's end (or the cursor), or else is open towards the
+    // future: events the projector has not reached yet are newer than its watermark.
+    let mut hi = filter.before;
+    let mut start = filter.before.or(watermark);
+    // Below this the walk's last window reaches back without a bound.
+    let floor = match (filter.from, first) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let mut width = FIRST_WINDOW;
+    let mut rows = Vec::new();
+    loop {
+        let want = filter.limit + 1 - rows.len() as i64;
+        let lo = start.map(|h| h - width);
+        let last = match (lo, floor) {
+            (Some(lo), Some(floor)) => lo <= floor,
+            _ => true,
+        };
+        let mut conditions = filter.conditions.clone();
+        let mut params: Vec<&(dyn ToSql + Sync)> = filter
+            .params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        // Events at or after `hi` were read by the previous window (or the cursor excludes them).
+        if let Some(hi) = &hi {
+            params.push(hi);
+            conditions.push(format!("\"timestamp\" < ${}", params.len()));
+        }
+        if let (false, Some(lo)) = (last, &lo) {
+            params.push(lo);
+            conditions.push(format!("\"timestamp\" >= ${}", params.len()));
+        }
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events");
+        if !conditions.is_empty() {
+            sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        }
+        sql.push_str(&format!(
+            " ORDER BY \"timestamp\" DESC, event_id DESC LIMIT {want}"
+        ));
+        rows.extend(client.query(&sql, &params).await?);
+        if rows.len() as i64 > filter.limit || last {
+            return Ok(rows);
+        }
+        (hi, start) = (lo, lo);
+        width = width * 4;
+    }
+}
+
 /// `GET /api/events`: a page of events, newest first, and the cursor of the next page.
 pub async fn events(State(pool): State<Pool>, Query(q): Query<EventsQuery>) -> Response {
     let filter = match Filter::parse(&q) {
         Ok(f) => f,
         Err(bad) => return bad.into_response(),
     };
-    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events");
-    if !filter.conditions.is_empty() {
-        sql.push_str(&format!(" WHERE {}", filter.conditions.join(" AND ")));
-    }
-    // One more than the page: whether there is a next one.
-    sql.push_str(&format!(
-        " ORDER BY \"timestamp\" DESC, event_id DESC LIMIT {}",
-        filter.limit + 1
-    ));
-    let params: Vec<&(dyn ToSql + Sync)> = filter
-        .params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let rows = match pool.get().await {
-        Ok(client) => client.query(&sql, &params).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    let client = match pool.get().await {
+        Ok(client) => client,
+        Err(e) => return unavailable(e),
     };
-    let mut rows = match rows {
+    let mut rows = match page(&client, &filter).await {
         Ok(rows) => rows,
         Err(e) => return unavailable(e),
     };

@@ -116,6 +116,21 @@ async fn pages_of_events_are_exactly_what_sql_finds_newest_first() {
         assert!(!expected.is_empty(), "{condition} finds events");
         assert_eq!(all_pages(&gateway, query).await, expected, "{query}");
     }
+    // Events the projector has not reached, newer and older than everything it has: the walk
+    // backwards in time windows still finds them (its first window is open towards the
+    // future, its last towards the past).
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO events (event_id, customer_id, product_id, product_title, \
+                 product_price, action, \"timestamp\", session_id, kafka_partition, kafka_offset) \
+             VALUES (gen_random_uuid(), 1, 7, 'p', 9.99, 'add_to_cart', '2027-06-01', 'late-1', 5, 1), \
+                    (gen_random_uuid(), 1, 7, 'p', 9.99, 'add_to_cart', '2020-06-01', 'late-2', 5, 2)",
+        )
+        .await
+        .expect("unprojected events");
+    let expected = sql_ids(&db, "product_id = 7").await;
+    assert_eq!(all_pages(&gateway, "product_id=7&limit=9").await, expected);
     // The default page is 50.
     let (_, body) = get(&gateway, "/api/events").await;
     let page: Value = serde_json::from_str(&body).unwrap();
