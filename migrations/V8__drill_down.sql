@@ -29,6 +29,10 @@ SELECT c.cart_key, c.customer_id, c.first_at, c.last_at, c.events, c.adds, c.rem
             ELSE 'open' END AS state
 FROM analytics.carts c, analytics.checkpoint k;
 
+-- When each customer was first and last seen, which bounds the walk for their events.
+CREATE OR REPLACE VIEW v_customer_span AS
+SELECT customer_id, first_seen, last_seen FROM analytics.customer_stats;
+
 -- Where the log's projected time begins and ends, for walking it backwards in windows.
 CREATE OR REPLACE VIEW v_log_span AS
 SELECT (SELECT min(hour) FROM analytics.hourly_stats) AS first_hour, k.watermark

@@ -116,6 +116,17 @@ struct Filter {
     /// The range's bounds, and the cursor's time: where the backward walk starts and stops.
     from: Option<DateTime<Utc>>,
     before: Option<DateTime<Utc>>,
+    /// The cart or customer asked for, whose projected time span bounds the walk.
+    spanned: Option<Spanned>,
+}
+
+/// What the analytics know the time span of.
+#[derive(Debug, Clone)]
+enum Spanned {
+    Cart(String),
+    Customer(i64),
+    /// Products have no span of their own: only whether the analytics know them.
+    Product(i64),
 }
 
 impl Filter {
@@ -150,13 +161,19 @@ impl Filter {
             }
         }
         if let Some(v) = &q.product_id {
-            f.push("product_id = ?", whole("product_id", v)?);
+            let id = whole("product_id", v)?;
+            f.push("product_id = ?", id);
+            f.spanned = Some(Spanned::Product(id));
         }
         if let Some(v) = &q.customer_id {
-            f.push("customer_id = ?", whole("customer_id", v)?);
+            let id = whole("customer_id", v)?;
+            f.push("customer_id = ?", id);
+            f.spanned = Some(Spanned::Customer(id));
         }
         if let Some(v) = &q.cart {
-            f.push_cart(cart_key(v)?);
+            let key = cart_key(v)?;
+            f.push_cart(key);
+            f.spanned = Some(Spanned::Cart(key.to_owned()));
         }
         let from = q.from.as_deref().map(|v| time("from", v)).transpose()?;
         let to = q.to.as_deref().map(|v| time("to", v)).transpose()?;
@@ -249,48 +266,120 @@ async fn page(
     let mut hi = filter.before;
     let mut start = filter.before.or(watermark);
     // Below this the walk's last window reaches back without a bound.
-    let floor = match (filter.from, first) {
+    let mut floor = match (filter.from, first) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
-    let mut width = FIRST_WINDOW;
+    let mut bounded_below = false;
     let mut rows = Vec::new();
+    if let (Some(spanned), Some(watermark)) = (&filter.spanned, watermark) {
+        // A cart or customer is walked only over its own projected span, after the events
+        // the projector has not reached (newer than its watermark); one the analytics have
+        // never seen has only those. Without this, one that is old or unknown would walk the
+        // whole log.
+        rows = window(client, filter, Some(watermark), None, filter.limit + 1).await?;
+        let Some((first_at, last_at)) = span_of(client, spanned).await? else {
+            return Ok(rows);
+        };
+        let end = last_at + chrono::Duration::microseconds(1);
+        let end = filter.before.map_or(end, |b| b.min(end)).min(watermark);
+        (hi, start) = (Some(end), Some(end));
+        floor = Some(filter.from.map_or(first_at, |a| a.max(first_at)));
+        // A product's span is the log's: late events older than it are still walked to.
+        bounded_below = !matches!(spanned, Spanned::Product(_));
+    }
+    let mut width = FIRST_WINDOW;
     loop {
+        if rows.len() as i64 > filter.limit {
+            return Ok(rows);
+        }
         let want = filter.limit + 1 - rows.len() as i64;
         let lo = start.map(|h| h - width);
         let last = match (lo, floor) {
             (Some(lo), Some(floor)) => lo <= floor,
             _ => true,
         };
-        let mut conditions = filter.conditions.clone();
-        let mut params: Vec<&(dyn ToSql + Sync)> = filter
-            .params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        // Events at or after `hi` were read by the previous window (or the cursor excludes them).
-        if let Some(hi) = &hi {
-            params.push(hi);
-            conditions.push(format!("\"timestamp\" < ${}", params.len()));
-        }
-        if let (false, Some(lo)) = (last, &lo) {
-            params.push(lo);
-            conditions.push(format!("\"timestamp\" >= ${}", params.len()));
-        }
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events");
-        if !conditions.is_empty() {
-            sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
-        }
-        sql.push_str(&format!(
-            " ORDER BY \"timestamp\" DESC, event_id DESC LIMIT {want}"
-        ));
-        rows.extend(client.query(&sql, &params).await?);
-        if rows.len() as i64 > filter.limit || last {
+        // Events at or after `hi` were read by the previous window (or the cursor excludes
+        // them); the last window reaches back without a bound, unless a span bounds it.
+        let lo_bound = match (last, bounded_below) {
+            (false, _) => lo,
+            (true, true) => floor,
+            (true, false) => None,
+        };
+        rows.extend(window(client, filter, lo_bound, hi, want).await?);
+        if last {
             return Ok(rows);
         }
         (hi, start) = (lo, lo);
         width = width * 4;
     }
+}
+
+/// Up to `want` events of `filter` in `[lo, hi)` (either side open when None), newest first.
+async fn window(
+    client: &deadpool_postgres::Client,
+    filter: &Filter,
+    lo: Option<DateTime<Utc>>,
+    hi: Option<DateTime<Utc>>,
+    want: i64,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let mut conditions = filter.conditions.clone();
+    let mut params: Vec<&(dyn ToSql + Sync)> = filter
+        .params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    if let Some(lo) = &lo {
+        params.push(lo);
+        conditions.push(format!("\"timestamp\" >= ${}", params.len()));
+    }
+    if let Some(hi) = &hi {
+        params.push(hi);
+        conditions.push(format!("\"timestamp\" < ${}", params.len()));
+    }
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events");
+    if !conditions.is_empty() {
+        sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+    }
+    sql.push_str(&format!(
+        " ORDER BY \"timestamp\" DESC, event_id DESC LIMIT {want}"
+    ));
+    client.query(&sql, &params).await
+}
+
+/// The projected time span of a cart or customer; None when the analytics have not seen it.
+async fn span_of(
+    client: &deadpool_postgres::Client,
+    spanned: &Spanned,
+) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, tokio_postgres::Error> {
+    let row = match spanned {
+        Spanned::Cart(key) => {
+            client
+                .query_opt(
+                    "SELECT first_at, last_at FROM v_cart_states WHERE cart_key = $1",
+                    &[key],
+                )
+                .await?
+        }
+        Spanned::Customer(id) => {
+            client
+                .query_opt(
+                    "SELECT first_seen, last_seen FROM v_customer_span WHERE customer_id = $1",
+                    &[id],
+                )
+                .await?
+        }
+        Spanned::Product(id) => {
+            client
+                .query_opt(
+                    "SELECT s.first_hour, s.watermark FROM v_log_span s \
+                     WHERE EXISTS (SELECT 1 FROM v_product_performance WHERE product_id = $1)",
+                    &[id],
+                )
+                .await?
+        }
+    };
+    Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
 /// `GET /api/events`: a page of events, newest first, and the cursor of the next page.

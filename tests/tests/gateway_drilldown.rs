@@ -131,6 +131,17 @@ async fn pages_of_events_are_exactly_what_sql_finds_newest_first() {
         .expect("unprojected events");
     let expected = sql_ids(&db, "product_id = 7").await;
     assert_eq!(all_pages(&gateway, "product_id=7&limit=9").await, expected);
+    // A customer is walked over their projected span, after the unprojected newer events.
+    let (_, body) = get(&gateway, "/api/events?customer_id=1&limit=2").await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["events"][0]["session_id"], "late-1", "{body}");
+    assert_eq!(page["events"][1]["customer_id"], 1, "{body}");
+    let (status, body) = get(&gateway, "/api/events?customer_id=999999").await;
+    assert_eq!(
+        (status, body.contains("\"events\":[]")),
+        (200, true),
+        "{body}"
+    );
     // The default page is 50.
     let (_, body) = get(&gateway, "/api/events").await;
     let page: Value = serde_json::from_str(&body).unwrap();
