@@ -48,11 +48,39 @@ function chart(id) {
   return charts[id];
 }
 
-function table(id, head, rows) {
+// `drill[i]`, when given, is the /api path row i opens in the drill-down panel.
+function table(id, head, rows, drill) {
   const th = head.map(([label, n]) => `<th${n ? ' class="n"' : ""}>${esc(label)}</th>`).join("");
-  const body = rows.map((r) => "<tr>" + r.map((c, i) => `<td${head[i][1] ? ' class="n"' : ""}>${esc(c)}</td>`).join("") + "</tr>").join("");
+  const body = rows.map((r, j) => (drill ? `<tr data-drill="${esc(drill[j])}" data-title="${esc(r[0])}">` : "<tr>") +
+    r.map((c, i) => `<td${head[i][1] ? ' class="n"' : ""}>${esc(c)}</td>`).join("") + "</tr>").join("");
   $(id).innerHTML = `<thead><tr>${th}</tr></thead><tbody>${body}</tbody>`;
 }
+
+// The drill-down panel: the raw events behind a clicked row (docs/gateway.md, "Drill-down").
+async function drill(path, title) {
+  const token = new URLSearchParams(location.search).get("token");
+  const url = `/api/${path}` + (token ? `${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : "");
+  $("drill-title").textContent = `${title}…`;
+  const r = await fetch(url);
+  if (!r.ok) { $("drill-title").textContent = `${title}: ${r.status} ${await r.text()}`; return; }
+  const d = await r.json();
+  const time = (t) => t.replace("T", " ").slice(0, 19);
+  if (d.cart) {
+    $("drill-title").textContent = `${title}: ${d.cart.state}, ${d.cart.items} items worth ${d.cart.value}`;
+    table("drill-table", [["Time (event)"], ["Action"], ["Product"], ["Price", 1], ["Items after", 1], ["Partition / offset", 1]],
+      d.history.map((e) => [time(e.timestamp), e.action.replace(/_/g, " "), e.product_title, e.product_price, e.items_after, `${e.partition} / ${e.offset}`]));
+  } else {
+    $("drill-title").textContent = `${title}: the ${d.events.length} latest events`;
+    table("drill-table", [["Time (event)"], ["Action"], ["Product"], ["Price", 1], ["Customer", 1], ["Partition / offset", 1]],
+      d.events.map((e) => [time(e.timestamp), e.action.replace(/_/g, " "), e.product_title, e.product_price, e.customer_id, `${e.partition} / ${e.offset}`]));
+  }
+  $("drill").dataset.loaded = path;
+}
+
+document.addEventListener("click", (e) => {
+  const row = e.target.closest("tr[data-drill]");
+  if (row) drill(row.dataset.drill, row.dataset.title);
+});
 
 function renderTiles(k) {
   $("tiles").innerHTML = TILES.map(([key, label, f]) =>
@@ -122,16 +150,26 @@ function render() {
     }, true);
   }
 
+  const leaders = (d.products || []).slice(0, 10);
   table("products", [["Product"], ["Added", 1], ["Bought", 1], ["Revenue", 1], ["Add→buy", 1]],
-    (d.products || []).slice(0, 10).map((p) => [p.title, fmt.n(p.adds), fmt.n(p.purchases), fmt.money(p.revenue), fmt.pct(p.add_to_purchase_rate)]));
+    leaders.map((p) => [p.title, fmt.n(p.adds), fmt.n(p.purchases), fmt.money(p.revenue), fmt.pct(p.add_to_purchase_rate)]),
+    leaders.map((p) => `events?product_id=${p.product_id}`));
+  const abandoned = d.abandoned_products || [];
   table("abandoned", [["Product"], ["Abandoned", 1], ["Rate", 1], ["Value", 1]],
-    (d.abandoned_products || []).map((p) => [p.title, fmt.n(p.items_abandoned), fmt.pct(p.item_abandonment_rate), fmt.money(p.abandoned_value)]));
+    abandoned.map((p) => [p.title, fmt.n(p.items_abandoned), fmt.pct(p.item_abandonment_rate), fmt.money(p.abandoned_value)]),
+    abandoned.map((p) => `events?product_id=${p.product_id}`));
+  const carts = (d.abandoned_carts || []).slice(0, 10);
+  table("carts", [["Cart"], ["Customer", 1], ["Items", 1], ["Value", 1], ["Last event"]],
+    carts.map((c) => [c.cart_key.slice(0, 13), c.customer_id, fmt.n(c.items), fmt.money(c.value), c.last_at.replace("T", " ").slice(0, 16)]),
+    carts.map((c) => `carts/${encodeURIComponent(c.cart_key)}`));
   table("categories", [["Category"], ["Added", 1], ["Bought", 1], ["Revenue", 1], ["Abandoned", 1]],
     (d.categories || []).map((c) => [c.category, fmt.n(c.adds), fmt.n(c.purchases), fmt.money(c.revenue), fmt.pct(c.item_abandonment_rate)]));
   table("ages", [["Age"], ["Customers", 1], ["Revenue", 1], ["Cart→buy", 1], ["Abandoned", 1]],
     (d.age_groups || []).map((a) => [a.age_group, fmt.n(a.customers), fmt.money(a.revenue), fmt.pct(a.cart_to_purchase_rate), fmt.pct(a.cart_abandonment_rate)]));
+  const customers = (d.customers || []).slice(0, 10);
   table("customers", [["Customer"], ["Revenue", 1], ["Orders", 1], ["AOV", 1], ["RFM", 1], ["Segment"]],
-    (d.customers || []).slice(0, 10).map((c) => [c.name || "#" + c.customer_id, fmt.money(c.revenue), fmt.n(c.orders), fmt.money(c.average_order_value), c.rfm_score, c.segment]));
+    customers.map((c) => [c.name || "#" + c.customer_id, fmt.money(c.revenue), fmt.n(c.orders), fmt.money(c.average_order_value), c.rfm_score, c.segment]),
+    customers.map((c) => `events?customer_id=${c.customer_id}`));
 }
 
 function renderFeed() {

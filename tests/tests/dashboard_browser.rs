@@ -169,7 +169,15 @@ const TILES: &str = "JSON.stringify(Object.fromEntries([...document.querySelecto
 async fn the_dashboard_shows_the_snapshot_and_updates_live() {
     let db = TestDb::new().await;
     let mut pg = db.client().await;
-    add_events(&mut pg, 0, 2_000).await;
+    // Two of the carts only ever get items added: abandoned, for the drill-down below.
+    insert_events(&pg, 0, 2_000, 40).await;
+    pg.execute(
+        "UPDATE events SET action = 'add_to_cart' WHERE session_id IN ('s7', 's8')",
+        &[],
+    )
+    .await
+    .expect("two abandoned carts");
+    project_everything(&mut pg, 10_000).await;
     let shutdown = CancellationToken::new();
     let gateway = cartflow_tests::spawn_gateway(
         &db.url,
@@ -237,6 +245,7 @@ async fn the_dashboard_shows_the_snapshot_and_updates_live() {
         "ages",
         "customers",
         "categories",
+        "carts",
     ] {
         let rows = page
             .eval(&format!(
@@ -249,6 +258,27 @@ async fn the_dashboard_shows_the_snapshot_and_updates_live() {
         .eval("document.querySelectorAll('.chart canvas').length")
         .await;
     assert!(charts.as_u64().unwrap_or(0) >= 6, "charts drawn: {charts}");
+    // Drill-down: a product's row opens its events from the log, an abandoned cart's row the
+    // cart's state and history.
+    page.eval("document.querySelector('#products tbody tr').click()")
+        .await;
+    page.wait_for(
+        "a product's events",
+        "(document.getElementById('drill').dataset.loaded || '').startsWith('events?product_id=') && \
+         document.querySelectorAll('#drill-table tbody tr').length === 50",
+        Duration::from_secs(30),
+    )
+    .await;
+    page.eval("document.querySelector('#carts tbody tr').click()")
+        .await;
+    page.wait_for(
+        "an abandoned cart's history",
+        "(document.getElementById('drill').dataset.loaded || '').startsWith('carts/') && \
+         document.getElementById('drill-title').textContent.includes('abandoned') && \
+         document.querySelectorAll('#drill-table tbody tr').length > 0",
+        Duration::from_secs(30),
+    )
+    .await;
     let wide = page.screenshot("dashboard-1280.png").await;
 
     // Live: new events reach the page without a reload.
