@@ -147,6 +147,14 @@ impl Filter {
         self.conditions.push(sql);
     }
 
+    /// The parameters, as a query takes them.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+
     fn parse(q: &EventsQuery) -> Result<Filter, BadRequest> {
         let mut f = Filter {
             limit: DEFAULT_LIMIT,
@@ -324,11 +332,7 @@ async fn window(
     want: i64,
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
     let mut conditions = filter.conditions.clone();
-    let mut params: Vec<&(dyn ToSql + Sync)> = filter
-        .params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
+    let mut params = filter.params();
     if let Some(lo) = &lo {
         params.push(lo);
         conditions.push(format!("\"timestamp\" >= ${}", params.len()));
@@ -428,11 +432,7 @@ async fn cart_events(
          ORDER BY \"timestamp\", kafka_partition, kafka_offset LIMIT {MAX_CART_EVENTS}",
         filter.conditions.join(" AND ")
     );
-    let params: Vec<&(dyn ToSql + Sync)> = filter
-        .params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
+    let params = filter.params();
     client.query(&sql, &params).await
 }
 

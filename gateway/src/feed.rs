@@ -102,11 +102,8 @@ impl Follower<'_> {
         let codec = Codec::single_object();
         let mut pending: Vec<Value> = Vec::new();
         let mut count = 0u64;
-        // Numbers the feed's messages; like the analytics' sequence it starts at the start time
-        // in milliseconds, so numbers from an earlier gateway are always lower.
-        let mut seq = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        // Numbers the feed's messages, as the analytics' are numbered.
+        let mut seq = crate::hub::first_seq();
         // Publish times of the tick's events, for the latency metric.
         let mut published: Vec<i64> = Vec::new();
         let mut ticker = tokio::time::interval(tick);

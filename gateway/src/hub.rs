@@ -81,13 +81,10 @@ impl Hub {
     /// A hub whose clients may fall `queue` messages behind, keeping `history` for resumes.
     pub fn new(queue: usize, history: Bounds) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(queue.max(1));
-        let start_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         Arc::new(Hub {
             tx,
             current: RwLock::new(Current {
-                seq: start_ms,
+                seq: first_seq(),
                 data: Map::new(),
                 message: None,
                 history: History::new(history),
@@ -150,6 +147,14 @@ impl Hub {
             .message
             .clone()
     }
+}
+
+/// Where a sequence starts: now, in milliseconds since the epoch, so that a sequence from an
+/// earlier gateway process is always lower than this one's.
+pub fn first_seq() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn text(v: &Value) -> Utf8Bytes {

@@ -50,7 +50,7 @@ pub async fn run(
 /// The truth of the backfill `config` describes: the same seed, window, population and
 /// profile, read as the analytics would. Needs no broker.
 pub async fn planted_truth(config: &Config) -> Result<Truth, Error> {
-    let Mode::Backfill { days, until, .. } = config.mode() else {
+    let Mode::Backfill { .. } = config.mode() else {
         return Err(Error::Truth(
             "--print-truth describes a backfill: run `cartflow-producer backfill --days N \
              [--until TIME] --seed S --print-truth`"
@@ -68,7 +68,7 @@ pub async fn planted_truth(config: &Config) -> Result<Truth, Error> {
         customers,
         products,
         start: plan.start,
-        until: until.unwrap_or(plan.start + chrono::Duration::days(i64::from(days))),
+        until: plan.live_from(),
         abandon_after: chrono::Duration::from_std(config.abandon_after)
             .map_err(|e| Error::Truth(format!("--abandon-after: {e}")))?,
     };
