@@ -17,6 +17,7 @@
 
 pub mod canonical;
 mod cart_event;
+mod cart_outcome;
 mod codec;
 mod contract;
 mod customer;
@@ -27,6 +28,7 @@ mod product;
 mod record;
 
 pub use cart_event::{Action, CartEvent};
+pub use cart_outcome::{CartOutcome, OutcomeItem, OutcomeKind};
 pub use codec::{Codec, ConfluentIds, WireFormat, Writer};
 pub use contract::{Contract, SchemaRef};
 pub use customer::Customer;

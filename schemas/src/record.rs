@@ -131,6 +131,26 @@ impl Fields {
     pub(crate) fn record(&mut self, name: &'static str) -> Result<Fields, Error> {
         Fields::from_value(self.required(name)?)
     }
+
+    pub(crate) fn array(&mut self, name: &'static str) -> Result<Vec<Value>, Error> {
+        match self.required(name)? {
+            Value::Array(items) => Ok(items),
+            other => Err(wrong_type(name, "array", &other)),
+        }
+    }
+
+    /// A record built from `value` (an array's item), for nested records.
+    pub(crate) fn of(value: Value) -> Result<Fields, Error> {
+        Fields::from_value(value)
+    }
+
+    /// An array of uuids.
+    pub(crate) fn uuids(&mut self, name: &'static str) -> Result<Vec<Uuid>, Error> {
+        self.array(name)?
+            .into_iter()
+            .map(|v| Fields(vec![(name.to_owned(), v)]).uuid(name))
+            .collect()
+    }
 }
 
 fn wrong_type(name: &'static str, expected: &str, found: &Value) -> Error {
