@@ -5,6 +5,8 @@
 //!   projector LISTENs and applies the new events at once instead of at its next poll.
 //! - [`ANALYTICS`]: the projector, after each committed step that changed the live
 //!   analytics; the gateway LISTENs and pushes the change to its clients.
+//! - [`OUTCOMES`]: the projector, after a step that wrote cart outcomes to the outbox; the
+//!   relay LISTENs and publishes them at once.
 
 use std::marker::PhantomData;
 
@@ -66,6 +68,16 @@ pub const EVENTS: Channel<EventsStored> = Channel::new("cartflow_events");
 
 /// The projector's channel.
 pub const ANALYTICS: Channel<AnalyticsChanged> = Channel::new("cartflow_analytics");
+
+/// The projector's channel for the outbox.
+pub const OUTCOMES: Channel<OutcomesDecided> = Channel::new("cartflow_outcomes");
+
+/// What the projector says on [`OUTCOMES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomesDecided {
+    /// Outcomes the step wrote to the outbox.
+    pub decided: u64,
+}
 
 /// What the consumer says on [`EVENTS`]: how many events one transaction stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,6 +55,14 @@ impl TopicArgs {
     }
 }
 
+/// The topic of cart outcomes, which the relay publishes and subscribers read.
+#[derive(Debug, Clone, Args)]
+pub struct OutcomesTopicArgs {
+    /// Topic of cart outcomes (key = customer_id).
+    #[arg(long, env = "CARTFLOW_OUTCOMES_TOPIC", default_value = "cart-outcomes")]
+    pub outcomes_topic: String,
+}
+
 /// Where the schema registry is, if there is one.
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {

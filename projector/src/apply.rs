@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 
 use crate::delta::Delta;
+use crate::outcome::{self, Decided};
 use crate::{Error, log, store};
 
 /// Which set of aggregate tables a step writes: the live ones the views read, or the ones a
@@ -43,6 +44,8 @@ pub struct Applied {
     pub watermark: Option<DateTime<Utc>>,
     /// Publish times (ms since the epoch) of the events applied, for the latency metric.
     pub published_ms: Vec<i64>,
+    /// Cart outcomes the step wrote to the outbox (live steps with outcomes on).
+    pub decided: Decided,
 }
 
 /// Serialises writers of one schema: the live projector's steps and a rebuild's swap.
@@ -61,10 +64,15 @@ pub async fn step(
 ) -> Result<Applied, Error> {
     let schema = generation.schema();
     lock_schema(tx, schema).await?;
-    let from: i64 = tx
-        .query_one(&format!("SELECT next_tx FROM {schema}.checkpoint"), &[])
-        .await?
-        .get(0);
+    let checkpoint = tx
+        .query_one(
+            &format!("SELECT next_tx, watermark, outcomes FROM {schema}.checkpoint"),
+            &[],
+        )
+        .await?;
+    let from: i64 = checkpoint.get(0);
+    let old_watermark: Option<DateTime<Utc>> = checkpoint.get(1);
+    let outcomes = checkpoint.get::<_, bool>(2) && generation == Generation::Live;
     let horizon = log::horizon(tx).await?;
     if horizon <= from {
         return Ok(Applied {
@@ -80,6 +88,17 @@ pub async fn step(
     let stored = store::stored_carts(tx, schema, &delta).await?;
     delta.settle_carts(stored);
     store::write(tx, schema, &delta, to).await?;
+    let mut decided = Decided::default();
+    if outcomes && events > 0 {
+        let touched: Vec<&str> = delta.carts.keys().map(String::as_str).collect();
+        decided = outcome::after_step(tx, schema, &touched, old_watermark).await?;
+        if decided.total() > 0 {
+            let message = channels::OutcomesDecided {
+                decided: decided.total(),
+            };
+            db::notify(tx, channels::OUTCOMES, &message).await?;
+        }
+    }
     if events > 0 && generation == Generation::Live {
         let changed = channels::AnalyticsChanged {
             events,
@@ -94,6 +113,7 @@ pub async fn step(
         caught_up: to >= horizon,
         watermark: delta.watermark,
         published_ms,
+        decided,
     })
 }
 

@@ -17,8 +17,12 @@ pub enum Error {
          start the projector without --skip-migrations)"
     )]
     NotMigrated,
-    #[error("The PostgreSQL connection closed; restart the projector (a standby takes over)")]
+    #[error("The PostgreSQL connection closed; restart the service (a standby takes over)")]
     ConnectionLost,
+    #[error("A cart outcome could not be encoded: {0}")]
+    Encode(String),
+    #[error("Another relay is publishing the outbox of this database")]
+    RelayRunning,
 }
 
 cartflow_common::wrap_driver_errors!(Error);

@@ -6,18 +6,23 @@
 //! - [`apply`] is one step: chunk, delta and checkpoint in one transaction (exactly once);
 //! - [`run`] keeps the live analytics current: one active projector holds an advisory lock,
 //!   others wait as hot standbys; it wakes on the consumer's NOTIFY and NOTIFYs in turn;
+//! - [`outcome`] decides what became of each cart and writes it to the outbox in the step;
+//! - [`relay`] publishes the outbox to Kafka, exactly once (`cartflow-projector relay`);
 //! - [`rebuild`] recomputes everything into fresh tables and swaps them in atomically.
 
 pub mod apply;
 pub mod config;
 pub mod delta;
 mod error;
+mod leader;
 pub mod log;
 pub mod metrics;
+pub mod outcome;
 pub mod rebuild;
+pub mod relay;
 mod run;
 pub mod store;
 
-pub use config::{Cli, Command, Config, RebuildArgs};
+pub use config::{Cli, Command, Config, RebuildArgs, RelayArgs};
 pub use error::Error;
 pub use run::run;

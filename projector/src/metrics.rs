@@ -2,7 +2,10 @@
 
 use cartflow_common::latency::{Latency, Stage};
 use cartflow_common::metrics::{Registrar, io_seconds_buckets};
-use prometheus::{Histogram, IntCounter, IntGauge, Registry};
+use cartflow_schemas::OutcomeKind;
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+
+use crate::outcome::Decided;
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -24,6 +27,8 @@ pub struct Metrics {
     pub watermark_seconds: IntGauge,
     /// Publish-to-projected latency of each applied event.
     pub latency: Latency,
+    /// Cart outcomes written to the outbox, by outcome.
+    pub decided: IntCounterVec,
 }
 
 impl Metrics {
@@ -64,6 +69,71 @@ impl Metrics {
                 "The latest event time in the analytics, as a Unix time.",
             ),
             latency: Latency::new(registry, Stage::Projected),
+            decided: r.counter_vec(
+                "cartflow_outcomes_decided_total",
+                "Cart outcomes the projector wrote to the outbox, by outcome.",
+                "outcome",
+                &OutcomeKind::ALL.map(OutcomeKind::as_str),
+            ),
+        }
+    }
+
+    pub fn count_decided(&self, decided: &Decided) {
+        for (kind, n) in &decided.0 {
+            self.decided.with_label_values(&[kind.as_str()]).inc_by(*n);
+        }
+    }
+}
+
+/// Every metric the relay exports.
+#[derive(Debug, Clone)]
+pub struct RelayMetrics {
+    /// 1 while this instance is the active relay, 0 on standby.
+    pub active: IntGauge,
+    /// Outcomes the broker acknowledged, by outcome.
+    pub published: IntCounterVec,
+    /// Outbox rows found already on the topic at start (a relay died between the broker's
+    /// commit and marking them) and marked without publishing again.
+    pub recovered: IntCounter,
+    /// Outcomes in the outbox not yet published.
+    pub backlog: IntGauge,
+    /// Age of the oldest outcome not yet published (0 when none).
+    pub oldest_seconds: prometheus::Gauge,
+    /// Time to publish and mark one batch.
+    pub batch_seconds: Histogram,
+}
+
+impl RelayMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        let r = Registrar(registry);
+        RelayMetrics {
+            active: r.gauge(
+                "cartflow_relay_active",
+                "1 while this instance is the active outbox relay.",
+            ),
+            published: r.counter_vec(
+                "cartflow_outcomes_published_total",
+                "Cart outcomes published to Kafka and acknowledged, by outcome.",
+                "outcome",
+                &OutcomeKind::ALL.map(OutcomeKind::as_str),
+            ),
+            recovered: r.counter(
+                "cartflow_relay_recovered_total",
+                "Outbox rows a previous relay had published but not marked, marked at start.",
+            ),
+            backlog: r.gauge(
+                "cartflow_outbox_backlog",
+                "Cart outcomes in the outbox not yet published.",
+            ),
+            oldest_seconds: r.float_gauge(
+                "cartflow_outbox_oldest_seconds",
+                "Age of the oldest cart outcome not yet published (0 when none).",
+            ),
+            batch_seconds: r.histogram(
+                "cartflow_relay_batch_seconds",
+                "Time to publish one batch of outcomes in a Kafka transaction and mark it.",
+                io_seconds_buckets(),
+            ),
         }
     }
 }

@@ -19,7 +19,7 @@ use tracing::info;
 
 use crate::apply::{self, Generation, LIVE_SCHEMA, REBUILD_SCHEMA};
 use crate::delta::Delta;
-use crate::{Error, log, store};
+use crate::{Error, log, outcome, store};
 
 const RETIRED_SCHEMA: &str = "analytics_retired";
 /// Held for the whole rebuild: one at a time.
@@ -121,6 +121,25 @@ async fn build_and_swap(
          DROP SCHEMA {RETIRED_SCHEMA} CASCADE;"
     ))
     .await?;
+    // Outcomes live outside the swapped schema: whatever was declared stays declared, and
+    // only a difference between the rebuilt carts and the declared verdicts (none when the
+    // live projection was current) is declared now.
+    let outcomes: bool = tx
+        .query_one(
+            &format!("SELECT outcomes FROM {LIVE_SCHEMA}.checkpoint"),
+            &[],
+        )
+        .await?
+        .get(0);
+    if outcomes {
+        let decided = outcome::reconcile(&tx, LIVE_SCHEMA).await?;
+        if decided.total() > 0 {
+            info!(
+                outcomes = decided.total(),
+                "The rebuild declared cart outcomes."
+            );
+        }
+    }
     tx.commit().await?;
     let rebuilt = Rebuilt {
         bulk_events,
@@ -149,8 +168,8 @@ async fn create_tables(client: &Client) -> Result<Vec<String>, Error> {
         ));
     }
     ddl.push_str(&format!(
-        "INSERT INTO {REBUILD_SCHEMA}.checkpoint (abandon_after, minute_retention) \
-         SELECT abandon_after, minute_retention FROM {LIVE_SCHEMA}.checkpoint;"
+        "INSERT INTO {REBUILD_SCHEMA}.checkpoint (abandon_after, minute_retention, outcomes) \
+         SELECT abandon_after, minute_retention, outcomes FROM {LIVE_SCHEMA}.checkpoint;"
     ));
     client.batch_execute(&ddl).await?;
     Ok(tables)

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use cartflow_common::channels::EventsStored;
+use cartflow_common::channels::{EventsStored, OutcomesDecided};
 use cartflow_common::db;
 use cartflow_common::ops::OpsServer;
 use cartflow_common::retry::{Backoff, Class};
@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::apply::{self, Generation, LIVE_SCHEMA};
+use crate::leader;
 use crate::metrics::Metrics;
+use crate::outcome;
 use crate::{Config, Error};
 
 /// The advisory lock only the active projector holds.
@@ -67,7 +69,8 @@ async fn lead(
     // estimated at 1,060 rows), PostgreSQL JIT-compiled the lag query every 2 s, 107 ms
     // where 0.1 ms does. A rebuild's bulk read keeps JIT on its own connection.
     client.batch_execute("SET jit = off").await?;
-    if !become_leader(&client, config, shutdown).await? {
+    let poll = Duration::from_millis(config.standby_poll_ms);
+    if !leader::acquire(&client, WRITER_LOCK, poll, "projector", shutdown).await? {
         return Ok(());
     }
     metrics.active.set(1);
@@ -78,32 +81,6 @@ async fn lead(
         info!("Projector stopped.");
     }
     result
-}
-
-/// Waits for the writer lock. Returns false when shut down first.
-async fn become_leader(
-    client: &Client,
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> Result<bool, Error> {
-    let poll = Duration::from_millis(config.standby_poll_ms);
-    let mut announced = false;
-    loop {
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
-            .await?;
-        if row.get::<_, bool>(0) {
-            return Ok(true);
-        }
-        if !announced {
-            info!("Another projector is active; waiting as standby.");
-            announced = true;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(poll) => {}
-            () = shutdown.cancelled() => return Ok(false),
-        }
-    }
 }
 
 async fn project(
@@ -119,15 +96,18 @@ async fn project(
         .execute(
             &format!(
                 "UPDATE {LIVE_SCHEMA}.checkpoint SET abandon_after = $1::text::interval, \
-                 minute_retention = $2::text::interval"
+                 minute_retention = $2::text::interval, outcomes = $3"
             ),
-            &[&abandon_after, &minute_retention],
+            &[&abandon_after, &minute_retention, &config.outcomes],
         )
         .await
         .map_err(|e| match e.code() {
             Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => Error::NotMigrated,
             _ => e.into(),
         })?;
+    if config.outcomes {
+        reconcile_outcomes(client, metrics).await?;
+    }
     let poll = Duration::from_millis(config.poll_ms);
     let mut last_lag = Instant::now() - LAG_EVERY;
     loop {
@@ -142,6 +122,7 @@ async fn project(
                     .latency
                     .observe_all(step.published_ms.iter().copied());
                 metrics.events.inc_by(step.events);
+                metrics.count_decided(&step.decided);
                 metrics.steps.inc();
                 metrics
                     .step_seconds
@@ -174,6 +155,29 @@ async fn project(
             () = shutdown.cancelled() => return Ok(()),
         }
     }
+}
+
+/// Declares whatever the outbox lacks for the carts as they stand (the first start with
+/// outcomes on, a changed `--abandon-after`), holding the schema lock like a step.
+async fn reconcile_outcomes(client: &mut Client, metrics: &Metrics) -> Result<(), Error> {
+    let tx = client.transaction().await?;
+    apply::lock_schema(&tx, LIVE_SCHEMA).await?;
+    let decided = outcome::reconcile(&tx, LIVE_SCHEMA).await?;
+    if decided.total() > 0 {
+        let message = OutcomesDecided {
+            decided: decided.total(),
+        };
+        db::notify(&tx, cartflow_common::channels::OUTCOMES, &message).await?;
+    }
+    tx.commit().await?;
+    metrics.count_decided(&decided);
+    if decided.total() > 0 {
+        info!(
+            outcomes = decided.total(),
+            "Declared the outcomes of carts decided before this start."
+        );
+    }
+    Ok(())
 }
 
 async fn refresh_lag(client: &Client, metrics: &Metrics) -> Result<(), Error> {

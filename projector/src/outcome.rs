@@ -1,0 +1,317 @@
+//! Cart outcomes (#17): what became of each cart, decided as the log is applied and written
+//! to the outbox (`outcomes.outbox`) in the step's own transaction, so an outcome is decided
+//! exactly once with the aggregates it follows from. The relay ([`crate::relay`]) publishes
+//! the outbox.
+//!
+//! A cart's [`Verdict`] follows from its stored state and the abandonment clock, as the views
+//! define them: purchased (any purchase), open (an event within `abandon_after` of the
+//! watermark), then abandoned (items left) or emptied (none left). The verdict last declared
+//! is kept in `outcomes.verdicts`; when the current one differs, the change is declared (see
+//! [`transitions`]). Emptied is declared when the cart goes idle, like abandoned, not at the
+//! moment its last item is removed: a shopper who empties a cart and goes on shopping would
+//! otherwise get an outcome and a correction for every item.
+//!
+//! Which carts can have changed in a step: those it touched, and unpurchased carts the
+//! watermark's move took past `abandon_after` ([`after_step`]). [`reconcile`] compares every
+//! cart: when the projector starts (a changed `--abandon-after`, a database that had
+//! projections before outcomes) and inside a rebuild's swap.
+
+mod payload;
+
+use std::collections::HashMap;
+
+use cartflow_schemas::{CartOutcome, Codec, OutcomeKind};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use crate::Error;
+
+/// Carts compared per page of a full reconciliation.
+const RECONCILE_PAGE: i64 = 5_000;
+
+/// What a cart is now, by the views' definitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Open,
+    Purchased,
+    Abandoned,
+    Emptied,
+}
+
+impl Verdict {
+    fn from_db(s: &str) -> Verdict {
+        match s {
+            "purchased" => Verdict::Purchased,
+            "abandoned" => Verdict::Abandoned,
+            "emptied" => Verdict::Emptied,
+            _ => Verdict::Open,
+        }
+    }
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Open => "open",
+            Verdict::Purchased => "purchased",
+            Verdict::Abandoned => "abandoned",
+            Verdict::Emptied => "emptied",
+        }
+    }
+
+    const fn outcome(self) -> Option<OutcomeKind> {
+        match self {
+            Verdict::Open => None,
+            Verdict::Purchased => Some(OutcomeKind::Purchased),
+            Verdict::Abandoned => Some(OutcomeKind::Abandoned),
+            Verdict::Emptied => Some(OutcomeKind::Emptied),
+        }
+    }
+}
+
+/// The outcomes to declare when a cart last declared `declared` is now `now`. Purchased is
+/// final; a cart declared abandoned or emptied that changed is first `reopened` (a late
+/// purchase, the shopper back), then declared again if it has a new verdict.
+pub fn transitions(declared: Verdict, now: Verdict) -> Vec<OutcomeKind> {
+    match (declared, now) {
+        (d, n) if d == n => vec![],
+        (Verdict::Purchased, _) => vec![],
+        (Verdict::Open, n) => n.outcome().into_iter().collect(),
+        (Verdict::Abandoned | Verdict::Emptied, n) => std::iter::once(OutcomeKind::Reopened)
+            .chain(n.outcome())
+            .collect(),
+    }
+}
+
+/// Outcomes declared, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decided(pub HashMap<OutcomeKind, u64>);
+
+impl Decided {
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    fn merge(&mut self, o: Decided) {
+        for (k, n) in o.0 {
+            *self.0.entry(k).or_default() += n;
+        }
+    }
+}
+
+/// A cart whose verdict differs from the one declared.
+#[derive(Debug, Clone)]
+pub(crate) struct Changed {
+    pub cart_key: String,
+    pub customer_id: i64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub revenue: Decimal,
+    /// Added minus removed value: what the analytics count as left in the cart.
+    pub left_value: Decimal,
+    pub now: Verdict,
+    pub declared: Verdict,
+    pub sequence: i32,
+}
+
+/// The carts matching `filter` (SQL over `c`, a row of `{schema}.carts`, and `k`, the
+/// checkpoint with its `cutoff`) whose verdict differs from the declared one.
+fn changed_sql(schema: &str, filter: &str, tail: &str) -> String {
+    format!(
+        "WITH k AS (SELECT watermark, watermark - abandon_after AS cutoff FROM {schema}.checkpoint), \
+         c AS (SELECT c.cart_key, c.customer_id, c.first_at, c.last_at, c.revenue, \
+                  c.added_value - c.removed_value AS left_value, \
+                  CASE WHEN c.purchases > 0 THEN 'purchased' WHEN c.last_at > k.cutoff THEN 'open' \
+                       WHEN c.adds > c.removes THEN 'abandoned' ELSE 'emptied' END AS verdict \
+               FROM {schema}.carts c, k WHERE {filter}) \
+         SELECT c.*, coalesce(v.outcome, 'open') AS declared, coalesce(v.sequence, 0) AS sequence \
+         FROM c LEFT JOIN outcomes.verdicts v USING (cart_key) \
+         WHERE c.verdict <> coalesce(v.outcome, 'open') AND coalesce(v.outcome, '') <> 'purchased' \
+         {tail}"
+    )
+}
+
+async fn changed(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Changed>, Error> {
+    Ok(client
+        .query(sql, params)
+        .await?
+        .iter()
+        .map(|r| Changed {
+            cart_key: r.get(0),
+            customer_id: r.get(1),
+            first_at: r.get(2),
+            last_at: r.get(3),
+            revenue: r.get(4),
+            left_value: r.get(5),
+            now: Verdict::from_db(r.get(6)),
+            declared: Verdict::from_db(r.get(7)),
+            sequence: r.get(8),
+        })
+        .collect())
+}
+
+/// Declares the outcomes a live step changed: `touched` are the carts it applied events to,
+/// `old_watermark` the watermark before it. Runs in the step's transaction, after its write.
+pub async fn after_step(
+    client: &impl GenericClient,
+    schema: &str,
+    touched: &[&str],
+    old_watermark: Option<DateTime<Utc>>,
+) -> Result<Decided, Error> {
+    let filter = "c.cart_key = ANY($1) \
+                  OR (c.purchases = 0 AND c.last_at <= k.cutoff AND ($2::timestamptz IS NULL \
+                      OR c.last_at > $2::timestamptz - (SELECT abandon_after FROM SCHEMA.checkpoint)))"
+        .replace("SCHEMA", schema);
+    let sql = changed_sql(schema, &filter, "");
+    let changed = changed(client, &sql, &[&touched, &old_watermark]).await?;
+    declare(client, schema, changed).await
+}
+
+/// Compares every cart with its declared verdict and declares the differences, a page of
+/// carts at a time (each page in the caller's transaction when `client` is one). Returns the
+/// outcomes declared.
+pub async fn reconcile(client: &impl GenericClient, schema: &str) -> Result<Decided, Error> {
+    let sql = changed_sql(
+        schema,
+        "c.cart_key > $1",
+        &format!("ORDER BY c.cart_key LIMIT {RECONCILE_PAGE}"),
+    );
+    let mut decided = Decided::default();
+    let mut after = String::new();
+    loop {
+        let page = changed(client, &sql, &[&after]).await?;
+        let Some(last) = page.last() else {
+            return Ok(decided);
+        };
+        after = last.cart_key.clone();
+        decided.merge(declare(client, schema, page).await?);
+    }
+}
+
+/// Writes the outcomes of `changed` carts to the outbox and their new verdicts.
+async fn declare(
+    client: &impl GenericClient,
+    schema: &str,
+    mut changed: Vec<Changed>,
+) -> Result<Decided, Error> {
+    changed.retain(|c| !transitions(c.declared, c.now).is_empty());
+    let mut decided = Decided::default();
+    if changed.is_empty() {
+        return Ok(decided);
+    }
+    let k = client
+        .query_one(
+            &format!("SELECT watermark, next_tx FROM {schema}.checkpoint"),
+            &[],
+        )
+        .await?;
+    let (decided_at, applied_below): (Option<DateTime<Utc>>, i64) = (k.get(0), k.get(1));
+    let decided_at = decided_at.unwrap_or_else(Utc::now);
+    let carts = payload::read_carts(client, &mut changed, applied_below).await?;
+    let codec = Codec::single_object();
+    let mut outbox = OutboxRows::default();
+    let (mut keys, mut verdicts, mut sequences) = (vec![], vec![], vec![]);
+    for c in &changed {
+        let events = carts.get(&c.cart_key).map(Vec::as_slice).unwrap_or(&[]);
+        let mut sequence = c.sequence;
+        for kind in transitions(c.declared, c.now) {
+            sequence += 1;
+            let outcome = payload::outcome(c, kind, sequence, decided_at, events);
+            let bytes = codec
+                .encode(&outcome)
+                .map_err(|e| Error::Encode(e.to_string()))?;
+            outbox.push(&outcome, bytes);
+            *decided.0.entry(kind).or_default() += 1;
+        }
+        keys.push(c.cart_key.as_str());
+        verdicts.push(c.now.as_str());
+        sequences.push(sequence);
+    }
+    outbox.insert(client).await?;
+    client
+        .execute(
+            "INSERT INTO outcomes.verdicts (cart_key, outcome, sequence) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[]) \
+             ON CONFLICT (cart_key) DO UPDATE SET outcome = EXCLUDED.outcome, \
+                 sequence = EXCLUDED.sequence",
+            &[&keys, &verdicts, &sequences],
+        )
+        .await?;
+    Ok(decided)
+}
+
+/// Outbox rows as columns, for one INSERT.
+#[derive(Default)]
+struct OutboxRows {
+    ids: Vec<Uuid>,
+    keys: Vec<String>,
+    customers: Vec<i64>,
+    kinds: Vec<&'static str>,
+    payloads: Vec<Vec<u8>>,
+}
+
+impl OutboxRows {
+    fn push(&mut self, o: &CartOutcome, payload: Vec<u8>) {
+        self.ids.push(o.outcome_id);
+        self.keys.push(o.cart_key.clone());
+        self.customers.push(o.customer_id);
+        self.kinds.push(o.outcome.as_str());
+        self.payloads.push(payload);
+    }
+
+    /// Inserts in decision order (`seq`). An outcome already in the outbox (the same cart
+    /// and sequence decided again) is left as it is: ids are deterministic.
+    async fn insert(&self, client: &impl GenericClient) -> Result<(), Error> {
+        client
+            .execute(
+                "INSERT INTO outcomes.outbox (outcome_id, cart_key, customer_id, outcome, payload) \
+                 SELECT id, k, c, o, p \
+                 FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::bytea[]) \
+                     WITH ORDINALITY AS x(id, k, c, o, p, n) ORDER BY n \
+                 ON CONFLICT (outcome_id) DO NOTHING",
+                &[
+                    &self.ids,
+                    &self.keys,
+                    &self.customers,
+                    &self.kinds,
+                    &self.payloads,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OutcomeKind as K;
+    use Verdict as V;
+
+    #[test]
+    fn a_late_purchase_reopens_an_abandoned_cart() {
+        assert_eq!(
+            transitions(V::Abandoned, V::Purchased),
+            [K::Reopened, K::Purchased]
+        );
+        assert_eq!(transitions(V::Abandoned, V::Open), [K::Reopened]);
+        assert_eq!(
+            transitions(V::Emptied, V::Abandoned),
+            [K::Reopened, K::Abandoned]
+        );
+    }
+
+    #[test]
+    fn open_carts_declare_their_first_outcome_and_purchased_is_final() {
+        assert_eq!(transitions(V::Open, V::Abandoned), [K::Abandoned]);
+        assert_eq!(transitions(V::Open, V::Purchased), [K::Purchased]);
+        assert!(transitions(V::Open, V::Open).is_empty());
+        assert!(transitions(V::Purchased, V::Abandoned).is_empty());
+        assert!(transitions(V::Abandoned, V::Abandoned).is_empty());
+    }
+}
