@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tracing::info;
 
@@ -22,6 +23,22 @@ pub fn client_config(args: &KafkaArgs, client_id: &str) -> ClientConfig {
         .set("log_level", "3");
     config
 }
+
+/// A client context for readers that ask for `enable.partition.eof`: librdkafka also reports
+/// each end of partition as a client error, which the default context logs at ERROR; this one
+/// drops those and logs every other client error as the default does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EndOfPartitionExpected;
+
+impl ClientContext for EndOfPartitionExpected {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for EndOfPartitionExpected {}
 
 /// Fails with instructions when no broker answers within `timeout`.
 pub async fn check_reachable(args: &KafkaArgs, timeout: Duration) -> Result<(), Error> {

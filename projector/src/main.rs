@@ -1,5 +1,5 @@
 use anyhow::Context;
-use cartflow_projector::{Cli, Command, Config, RebuildArgs, run};
+use cartflow_projector::{Cli, Command, Config, RebuildArgs, RelayArgs, run};
 use clap::Parser;
 
 #[tokio::main]
@@ -8,6 +8,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Rebuild(args)) => rebuild(args).await,
         Some(Command::Run(config)) => serve(config).await,
+        Some(Command::Relay(args)) => relay(args).await,
         None => serve(cli.run).await,
     }
 }
@@ -29,4 +30,13 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         .await
         .context("cartflow-projector rebuild failed")?;
     Ok(())
+}
+
+async fn relay(args: RelayArgs) -> anyhow::Result<()> {
+    cartflow_common::telemetry::init(&args.log);
+    let shutdown = cartflow_common::shutdown::on_signals();
+    let listener = cartflow_common::ops::bind(args.metrics_addr).await?;
+    cartflow_projector::relay::run(args, listener, shutdown)
+        .await
+        .context("cartflow-projector relay failed")
 }
