@@ -31,6 +31,7 @@ pub(crate) enum Measurement {
     ProjectorCleanup,
     ProjectorBaseline,
     ProjectorIncremental,
+    ProjectorOutcomes,
     ProjectorRebuild,
     /// The pipeline at `--events` events/s for `--size` seconds (one result per stage).
     E2e,
@@ -157,6 +158,7 @@ async fn run(a: &Args) -> anyhow::Result<Option<StageResult>> {
         M::GatewayPython => gateway::measure(Server::Python, a).await?,
         M::ProjectorBaseline => projector::baseline(url, p, n).await?,
         M::ProjectorIncremental => projector::incremental(url, p, n).await?,
+        M::ProjectorOutcomes => projector::incremental_with_outcomes(url, p, n).await?,
         M::ProjectorRebuild => projector::rebuild(url, p, n).await?,
         M::E2eFloor => e2e::floor(b, url, n).await?,
         M::E2e => anyhow::bail!("e2e gives one result per stage: run_in_child runs it"),

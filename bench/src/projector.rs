@@ -115,6 +115,45 @@ pub(crate) async fn incremental(
     ))
 }
 
+/// [`incremental`] again from an empty projection, now deciding cart outcomes into the outbox
+/// as the live projector does (`--outcomes`, on by default).
+pub(crate) async fn incremental_with_outcomes(
+    base_url: &str,
+    prefix: &str,
+    events: u64,
+) -> anyhow::Result<StageResult> {
+    let url = crate::consumer::database(base_url, &database_name(prefix))?;
+    let client = db::connect(&url).await?;
+    let tables: Vec<String> = client
+        .query(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
+             WHERE schemaname IN ('analytics', 'outcomes') AND tablename <> 'checkpoint'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    client
+        .batch_execute(&format!(
+            "TRUNCATE {}; UPDATE analytics.checkpoint SET next_tx = 0, events = 0, \
+             watermark = NULL, outcomes = true",
+            tables.join(", ")
+        ))
+        .await?;
+    let mut result = incremental(base_url, prefix, events).await?;
+    let decided: i64 = client
+        .query_one("SELECT count(*) FROM outcomes.outbox", &[])
+        .await?
+        .get(0);
+    anyhow::ensure!(decided > 0, "no cart outcome was decided");
+    result.name = format!(
+        "{} + cart outcomes ({decided} into the outbox)",
+        result.name
+    );
+    Ok(result)
+}
+
 /// `cartflow-projector rebuild` over the whole log.
 pub(crate) async fn rebuild(
     base_url: &str,

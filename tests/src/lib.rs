@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub mod analytics;
+pub mod outcomes;
 
 use cartflow_common::config::{DatabaseArgs, KafkaArgs, TopicArgs};
 use cartflow_common::db;

@@ -386,6 +386,9 @@ async fn prometheus_scrapes_the_stack_and_every_dashboard_query_and_alert_has_da
         projector_ops,
         stop.clone(),
     ));
+    let relay_ops = any_port().await;
+    let relay_addr = addr(&relay_ops);
+    cartflow_tests::outcomes::spawn_relay(&env, relay_ops, &stop);
     let gateway = cartflow_tests::spawn_gateway(&env.database_url, &env.kafka_flags(), &stop).await;
     let gateway_addr = gateway.addr.to_string();
     tokio::spawn(cartflow_producer::run(
@@ -409,6 +412,7 @@ async fn prometheus_scrapes_the_stack_and_every_dashboard_query_and_alert_has_da
         ("producer", producer_addr),
         ("consumer", consumer_addr),
         ("projector", projector_addr),
+        ("relay", relay_addr),
         ("gateway", gateway_addr),
     ];
     let prometheus = Prometheus::start(&targets).await;
@@ -521,7 +525,7 @@ async fn prometheus_scrapes_the_stack_and_every_dashboard_query_and_alert_has_da
         );
     }
     let up = prometheus.query("up == 1").await;
-    assert_eq!(up.len(), 4, "every target scraped: {up:?}");
+    assert_eq!(up.len(), targets.len(), "every target scraped: {up:?}");
 
     // And one fires for real: a second poison message makes the dead-letter rate positive.
     publish_poison(&raw, &env).await;
