@@ -7,9 +7,10 @@
 # Kafka as a single KRaft node with its log in .run/kafka. With SCHEMA_REGISTRY_URL set, also
 # a schema registry there (Apicurio Registry, built once from Maven Central) if none answers.
 # Then builds the services (release), migrates the database and starts
-# the consumer, projector, gateway and producer, and Prometheus (installed from the
-# distribution's packages when missing) scraping them with deploy/prometheus's alert rules,
-# with logs and pid files under .run/.
+# the consumer, projector, outbox relay, gateway, producer and the example recovery
+# subscriber (cartflow-recover, its messages in .run/recover.log), and Prometheus
+# (installed from the distribution's packages when missing) scraping them with
+# deploy/prometheus's alert rules, with logs and pid files under .run/.
 #
 # Usage: deploy/local/run.sh [--detach]
 #   (foreground)  Ctrl-C stops every process this script started.
@@ -44,7 +45,7 @@ case "$PROFILE" in
 esac
 
 mkdir -p "$RUN_DIR"
-SERVICES=(consumer projector gateway producer)
+SERVICES=(consumer projector relay recover gateway producer)
 running=()
 for name in "${SERVICES[@]}"; do
   if pid_alive "$name"; then
@@ -81,16 +82,18 @@ start() { # name binary args...
 stop_all() {
   trap - INT TERM EXIT
   say "Stopping"
-  for name in prometheus producer gateway projector consumer; do stop_pidfile "$name"; done
+  for name in prometheus producer gateway recover relay projector consumer; do stop_pidfile "$name"; done
   stop_registry
   stop_broker
 }
 
 if [ "$DETACH" = 0 ]; then trap stop_all INT TERM EXIT; fi
 
-say "Starting the consumer, projector and gateway"
+say "Starting the consumer, projector, relay, recovery subscriber and gateway"
 start consumer "$BIN/cartflow-consumer" --skip-migrations --metrics-addr 127.0.0.1:9102
 start projector "$BIN/cartflow-projector" --metrics-addr 127.0.0.1:9103
+start relay "$BIN/cartflow-projector" relay --metrics-addr 127.0.0.1:9104
+start recover "$BIN/cartflow-recover" --metrics-addr 127.0.0.1:9105
 start gateway "$BIN/cartflow-gateway" --listen "$GATEWAY_ADDR"
 BACKFILL_DAYS="${CARTFLOW_BACKFILL_DAYS:-7}"
 say "Starting the producer: $BACKFILL_DAYS days of history, then ${CARTFLOW_RATE:-20} events/s live"
@@ -104,7 +107,7 @@ healthy() { # host:port
     IFS= read -r status <&3
     [[ $status == *" 200 "* ]]' _ "$1" 2>/dev/null
 }
-for pair in consumer=127.0.0.1:9102 projector=127.0.0.1:9103 gateway=$GATEWAY_ADDR producer=127.0.0.1:9101; do
+for pair in consumer=127.0.0.1:9102 projector=127.0.0.1:9103 relay=127.0.0.1:9104 recover=127.0.0.1:9105 gateway=$GATEWAY_ADDR producer=127.0.0.1:9101; do
   name=${pair%%=*}; addr=${pair#*=}
   for ((i = 0; i < 600; i++)); do
     healthy "$addr" && break
@@ -140,7 +143,9 @@ cat >&2 <<TXT
   cartflow is running.
     Dashboard   http://$GATEWAY_ADDR/
     Snapshot    http://$GATEWAY_ADDR/api/snapshot
-    Metrics     http://127.0.0.1:9101/metrics (producer)  :9102 (consumer)  :9103 (projector)  http://$GATEWAY_ADDR/metrics
+    Metrics     http://127.0.0.1:9101/metrics (producer)  :9102 (consumer)  :9103 (projector)
+                :9104 (relay)  :9105 (recover)  http://$GATEWAY_ADDR/metrics
+    Outcomes    topic cart-outcomes; recovery messages in $RUN_DIR/recover.log
     $PROMETHEUS_LINE
     Logs, pids  $RUN_DIR/
 TXT

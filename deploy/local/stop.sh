@@ -8,7 +8,7 @@ if ! ls "$RUN_DIR"/*.pid >/dev/null 2>&1; then
   say "Nothing to stop (no pid files in $RUN_DIR)"
   exit 0
 fi
-for name in prometheus producer gateway projector consumer registry kafka; do
+for name in prometheus producer gateway recover relay projector consumer registry kafka; do
   stop_pidfile "$name"
 done
 for file in "$RUN_DIR"/*.pid; do
