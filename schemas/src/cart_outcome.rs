@@ -139,8 +139,14 @@ impl Record for CartOutcome {
             ("sequence".into(), Value::Int(self.sequence)),
             ("value".into(), record::money(self.value)),
             ("items".into(), Value::Array(items)),
-            ("first_event_at".into(), record::timestamp(self.first_event_at)),
-            ("last_event_at".into(), record::timestamp(self.last_event_at)),
+            (
+                "first_event_at".into(),
+                record::timestamp(self.first_event_at),
+            ),
+            (
+                "last_event_at".into(),
+                record::timestamp(self.last_event_at),
+            ),
             ("decided_at".into(), record::timestamp(self.decided_at)),
             (
                 "event_ids".into(),
@@ -217,6 +223,9 @@ mod tests {
     fn ids_are_deterministic_and_distinct_per_sequence() {
         assert_eq!(CartOutcome::id_for("s-1", 1), CartOutcome::id_for("s-1", 1));
         assert_ne!(CartOutcome::id_for("s-1", 1), CartOutcome::id_for("s-1", 2));
-        assert_ne!(CartOutcome::id_for("s-1", 1), CartOutcome::id_for("s-11", 1));
+        assert_ne!(
+            CartOutcome::id_for("s-1", 1),
+            CartOutcome::id_for("s-11", 1)
+        );
     }
 }

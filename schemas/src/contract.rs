@@ -156,7 +156,11 @@ mod tests {
             .collect();
         fps.sort_unstable();
         fps.dedup();
-        assert_eq!(fps.len(), 2 * SchemaRef::ALL.len(), "spec and legacy fingerprints all differ");
+        assert_eq!(
+            fps.len(),
+            2 * SchemaRef::ALL.len(),
+            "spec and legacy fingerprints all differ"
+        );
         for s in SchemaRef::ALL {
             assert_eq!(c.by_fingerprint(c.fingerprint(s)), Some(s));
             assert_eq!(c.by_fingerprint(c.legacy_fingerprint(s)), Some(s));
