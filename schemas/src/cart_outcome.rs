@@ -41,7 +41,7 @@ impl OutcomeKind {
         }
     }
 
-    const fn index(self) -> u32 {
+    pub(crate) const fn index(self) -> u32 {
         match self {
             OutcomeKind::Purchased => 0,
             OutcomeKind::Abandoned => 1,
@@ -153,6 +153,11 @@ impl Record for CartOutcome {
                 Value::Array(self.event_ids.iter().map(|id| Value::Uuid(*id)).collect()),
             ),
         ])
+    }
+
+    fn write_body(&self, _schema: SchemaRef, out: &mut Vec<u8>) -> Option<()> {
+        crate::fast::cart_outcome(out, self);
+        Some(())
     }
 
     fn from_avro(mut f: Fields) -> Result<Self, Error> {

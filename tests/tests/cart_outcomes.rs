@@ -184,12 +184,24 @@ async fn every_outcome_is_published_once_through_kill_9_and_a_rebuild() {
     let mut relay = Process::relay(&env).await;
 
     // Carts arrive in 40 transactions while the projector or the relay is SIGKILLed every
-    // 0.5-2 s and started again at once.
+    // 0.5-2 s and started again at once, and a rebuild is swapped in half-way.
     let mut rng = rand::rng();
+    let mut rebuild = None;
     let mut next_kill = Instant::now() + Duration::from_millis(rng.random_range(500..2000));
     let (mut projector_kills, mut relay_kills) = (0, 0);
     for batch in 0..40 {
         insert_carts(&client, batch * 100, 100).await;
+        if batch == 20 {
+            let mut rebuilder = env.client().await;
+            rebuild = Some(tokio::spawn(async move {
+                cartflow_projector::rebuild::rebuild(
+                    &mut rebuilder,
+                    1_000,
+                    &CancellationToken::new(),
+                )
+                .await
+            }));
+        }
         // Pacing, not synchronisation: the inserts and kills are spread over about 12 s.
         tokio::time::sleep(Duration::from_millis(300)).await;
         if Instant::now() >= next_kill {
@@ -206,6 +218,8 @@ async fn every_outcome_is_published_once_through_kill_9_and_a_rebuild() {
         }
     }
     assert!(projector_kills + relay_kills >= 4, "the faults happened");
+    let rebuilt = rebuild.expect("started").await.expect("rebuild task");
+    rebuilt.expect("the rebuild during the faults");
     wait_until(
         "every cart decided and published",
         Duration::from_secs(120),
@@ -219,7 +233,7 @@ async fn every_outcome_is_published_once_through_kill_9_and_a_rebuild() {
         outcomes.len()
     );
 
-    // A rebuild declares nothing already declared.
+    // A rebuild of a current projection declares nothing.
     let before = count(&client, "SELECT count(*) FROM outcomes.outbox").await;
     let mut rebuilder = env.client().await;
     cartflow_projector::rebuild::rebuild(&mut rebuilder, 1_000, &CancellationToken::new())
