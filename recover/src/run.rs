@@ -8,7 +8,7 @@ use cartflow_common::ops::OpsServer;
 use cartflow_common::retry::Backoff;
 use cartflow_schemas::{CartOutcome, Codec};
 use prometheus::IntCounterVec;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use tokio::net::TcpListener;
@@ -38,6 +38,9 @@ pub async fn run(
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .create()?;
+    if !topic_exists(&config, &shutdown).await? {
+        return Ok(());
+    }
     consumer.subscribe(&[&config.topic.outcomes_topic])?;
     ops.health.set_ready(true);
     info!(topic = %config.topic.outcomes_topic, group = %config.group, "Waiting for abandoned carts.");
@@ -84,6 +87,38 @@ pub async fn run(
         };
         count(&outcomes, result);
         consumer.commit_message(&message, CommitMode::Async)?;
+    }
+}
+
+/// Waits until `topic` exists: the relay creates it, and may start after the subscriber (a
+/// subscription to a missing topic is an error report a minute, not a wait). False when shut
+/// down first.
+async fn topic_exists(config: &Config, shutdown: &CancellationToken) -> Result<bool, Error> {
+    let topic = &config.topic.outcomes_topic;
+    let mut announced = false;
+    loop {
+        let (kafka, name) = (config.kafka.clone(), topic.clone());
+        let exists = tokio::task::spawn_blocking(move || -> Result<bool, Error> {
+            let probe: BaseConsumer = kafka::client_config(&kafka, "cartflow-recover").create()?;
+            let metadata = probe.fetch_metadata(Some(&name), Duration::from_secs(10))?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .any(|t| t.error().is_none() && !t.partitions().is_empty()))
+        })
+        .await
+        .map_err(|e| Error::Common(std::io::Error::other(e).into()))??;
+        if exists {
+            return Ok(true);
+        }
+        if !announced {
+            info!(%topic, "Waiting for the topic (cartflow-projector relay creates it).");
+            announced = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = shutdown.cancelled() => return Ok(false),
+        }
     }
 }
 
