@@ -7,41 +7,17 @@ use std::time::Duration;
 
 use cartflow_gateway::Gateway;
 use cartflow_tests::analytics::{insert_events, project_everything};
+use cartflow_tests::ws::{self, Client, start};
 use cartflow_tests::{TestDb, wait_until};
-use futures::StreamExt;
 use serde_json::{Map, Value};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn start(db: &TestDb) -> (Gateway, CancellationToken) {
-    let shutdown = CancellationToken::new();
-    let args = cartflow_tests::flags(&["--no-feed", "--tick-ms", "20"]);
-    let gateway = cartflow_tests::spawn_gateway(&db.url, &args, &shutdown).await;
-    (gateway, shutdown)
-}
-
+/// A client of the analytics channel only.
 async fn connect(gateway: &Gateway, query: &str) -> Client {
-    let url = format!("ws://{}/ws?channels=analytics{query}", gateway.addr);
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect")
-        .0
+    ws::connect(gateway, &format!("?channels=analytics{query}")).await
 }
 
 async fn next_json(client: &mut Client) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), client.next())
-            .await
-            .expect("a message in time")
-            .expect("the connection open")
-            .expect("a frame");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).expect("JSON");
-        }
-    }
+    ws::next_json(client, Duration::from_secs(10)).await
 }
 
 /// The gateway's current snapshot message, from `/api/snapshot`.
@@ -70,7 +46,7 @@ async fn add_events(db: &TestDb, gateway: &Gateway, first: i64, n: i64, total: i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reconnects_gets_what_it_missed_then_live_deltas() {
     let db = TestDb::new().await;
-    let (gateway, shutdown) = start(&db).await;
+    let (gateway, shutdown) = start(&db, &[]).await;
     let mut client = connect(&gateway, "").await;
     let snapshot = next_json(&mut client).await;
     assert_eq!(snapshot["type"], "snapshot");
@@ -170,7 +146,7 @@ async fn a_client_that_reconnects_gets_what_it_missed_then_live_deltas() {
 async fn a_client_of_a_restarted_gateway_gets_a_new_snapshot() {
     let db = TestDb::new().await;
     add_events_direct(&db, 0, 4).await;
-    let (first, stop_first) = start(&db).await;
+    let (first, stop_first) = start(&db, &[]).await;
     let mut client = connect(&first, "").await;
     let before = next_json(&mut client).await;
     let since = before["seq"].as_u64().unwrap();
@@ -178,7 +154,7 @@ async fn a_client_of_a_restarted_gateway_gets_a_new_snapshot() {
     first.stopped().await.unwrap();
     add_events_direct(&db, 4, 3).await;
 
-    let (second, stop_second) = start(&db).await;
+    let (second, stop_second) = start(&db, &[]).await;
     let mut client = connect(&second, &format!("&since={since}")).await;
     let resume = next_json(&mut client).await;
     assert_eq!(resume["type"], "resume");

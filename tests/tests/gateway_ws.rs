@@ -10,46 +10,14 @@ use cartflow_gateway::Gateway;
 use cartflow_gateway::hub::Channel;
 use cartflow_tests::TestDb;
 use cartflow_tests::analytics::{insert_events, project_everything};
+use cartflow_tests::ws::{Client, connect, next_json, start};
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
-
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn start(db: &TestDb, extra: &[&str]) -> (Gateway, CancellationToken) {
-    let mut args = cartflow_tests::flags(&["--no-feed", "--tick-ms", "20"]);
-    args.extend(cartflow_tests::flags(extra));
-    let shutdown = CancellationToken::new();
-    let gateway = cartflow_tests::spawn_gateway(&db.url, &args, &shutdown).await;
-    (gateway, shutdown)
-}
-
-async fn connect(gateway: &Gateway, query: &str) -> Client {
-    let url = format!("ws://{}/ws{query}", gateway.addr);
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect")
-        .0
-}
-
-/// The next text message as JSON, within `timeout`.
-async fn next_json(client: &mut Client, timeout: Duration) -> Value {
-    loop {
-        let m = tokio::time::timeout(timeout, client.next())
-            .await
-            .expect("a message in time")
-            .expect("the connection open")
-            .expect("a frame");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).expect("JSON");
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gets_the_snapshot_then_deltas_after_projector_commits() {
