@@ -10,6 +10,7 @@ use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::changes::Changes;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::{Error, snapshot};
@@ -25,11 +26,13 @@ pub async fn run(
     hub: Arc<Hub>,
     metrics: Metrics,
     tick: Duration,
+    changes: Changes,
     shutdown: CancellationToken,
 ) {
+    let mut changes = changes;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     while !shutdown.is_cancelled() {
-        match follow(&url, &pool, &hub, &metrics, tick, &shutdown).await {
+        match follow(&url, &pool, &hub, &metrics, tick, &mut changes, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 warn!(error = %e, retry_in = ?backoff.peek(), "Analytics refresh failed; retrying.");
@@ -47,6 +50,7 @@ async fn follow(
     hub: &Hub,
     metrics: &Metrics,
     tick: Duration,
+    changes: &mut Changes,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let (_client, mut notifications) = db::listen(url, channels::ANALYTICS).await?;
@@ -71,7 +75,8 @@ async fn follow(
             _ = ticker.tick() => {
                 if dirty || last.elapsed() >= REFRESH_EVERY {
                     let started = Instant::now();
-                    let data = snapshot::load(pool).await?;
+                    let mut data = snapshot::load(pool).await?;
+                    changes.mark(&mut data, metrics);
                     metrics.snapshot_seconds.observe(started.elapsed().as_secs_f64());
                     let changed = hub.publish_snapshot(data);
                     if changed > 0 {

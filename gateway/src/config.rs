@@ -74,4 +74,20 @@ pub struct Config {
     /// Do not read the cart-events topic (no live event feed; analytics only).
     #[arg(long, env = "CARTFLOW_NO_FEED")]
     pub no_feed: bool,
+    /// Mark a minute on the timeline when the cart abandonment rate of the 15 minutes ending
+    /// there differs from its hour's usual rate by more than this share (0.2 = 20%).
+    #[arg(long, env = "CARTFLOW_CHANGE_SHARE", default_value_t = 0.2, value_parser = parse_share)]
+    pub change_share: f64,
+}
+
+/// A share between 0 (exclusive) and 10.
+fn parse_share(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number (for example 0.2 for 20%)"))?;
+    if v > 0.0 && v <= 10.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not above 0 and at most 10 (0.2 means 20%)"))
+    }
 }

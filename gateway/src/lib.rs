@@ -8,6 +8,7 @@
 //! - [`hub`] finds what changed, serialises each update once and fans it out through a
 //!   bounded ring, keeping the latest deltas in a [`history`] for clients that resume;
 //! - [`analytics`] and [`feed`] feed the hub, coalesced per tick;
+//! - [`changes`] marks the timeline's minutes whose abandonment rate left its usual range;
 //! - [`drilldown`] serves the raw events behind a number (`/api/events`, `/api/carts/{key}`);
 //! - [`auth`] is the token layer on `/api/*` and `/ws`, and the Origin rule;
 //! - [`ws`] checks the rest of a handshake and runs each client (queue, pings, limits).
@@ -15,6 +16,7 @@
 pub mod analytics;
 mod assets;
 pub mod auth;
+pub mod changes;
 pub mod config;
 pub mod drilldown;
 mod error;

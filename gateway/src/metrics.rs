@@ -2,7 +2,7 @@
 
 use cartflow_common::latency::{Latency, Stage};
 use cartflow_common::metrics::{Registrar, io_seconds_buckets};
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -28,6 +28,12 @@ pub struct Metrics {
     pub pushed_latency: Latency,
     /// Publish-to-pushed latency of each event in the live feed.
     pub feed_latency: Latency,
+    /// The latest settled minute's 15-minute abandonment rate against its hour's usual one
+    /// (recent ÷ usual − 1).
+    pub change: Gauge,
+    /// Settled minutes marked on the timeline as a change beyond `--change-share`, by
+    /// direction (up, down).
+    pub changes: IntCounterVec,
 }
 
 /// Why a handshake was refused: the `reason` label of `cartflow_gateway_refused_total`.
@@ -148,6 +154,16 @@ impl Metrics {
             ),
             pushed_latency,
             feed_latency,
+            change: r.float_gauge(
+                "cartflow_abandonment_change",
+                "The latest settled minute's 15-minute cart abandonment rate against the usual rate of its hour of day: recent / usual - 1.",
+            ),
+            changes: r.counter_vec(
+                "cartflow_abandonment_changes_total",
+                "Minutes marked on the timeline because their 15-minute cart abandonment rate differed from the usual one by more than --change-share, by direction.",
+                "direction",
+                &["up", "down"],
+            ),
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::changes::Changes;
 use crate::listener::{self, Connection, ConnectionLimits, Guarded};
 use tracing::info;
 
@@ -70,6 +71,7 @@ impl Gateway {
             hub.clone(),
             metrics.clone(),
             tick,
+            Changes::new(config.change_share),
             shutdown.clone(),
         ));
         if !config.no_feed {

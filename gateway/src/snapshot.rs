@@ -11,7 +11,7 @@ use crate::Error;
 /// `(key, SQL producing a JSON value)`; lists are ordered and, where they can be long, cut.
 /// Only the public views and tables are read: a rebuild swaps the `analytics` schema, whose
 /// grants a read-only role would then lose.
-const PARTS: [(&str, &str); 15] = [
+const PARTS: [(&str, &str); 16] = [
     ("kpis", "(SELECT row_to_json(k) FROM v_kpis k)"),
     (
         "hour_of_day",
@@ -65,6 +65,10 @@ const PARTS: [(&str, &str); 15] = [
     (
         "insights",
         "(SELECT json_agg(v ORDER BY rank) FROM v_insights v)",
+    ),
+    (
+        "timeline",
+        "(SELECT json_agg(v ORDER BY bucket) FROM v_timeline_recent v)",
     ),
     (
         "catalogue",

@@ -102,11 +102,41 @@ function bars(id, labels, series, yNames) {
   }, true);
 }
 
+// The live timeline: carts started per minute, their abandonment rate, and for settled
+// minutes the rate of the 15 minutes ending there against the usual rate of that hour; the
+// minutes the gateway marked (beyond --change-share) are shaded (docs/gateway.md, "timeline").
+function renderTimeline(rows) {
+  const c = chart("chart-timeline");
+  const marked = rows.filter((r) => r.marked);
+  const el = $("chart-timeline");
+  el.dataset.minutes = rows.length;
+  el.dataset.marked = marked.length;
+  $("timeline-note").textContent = marked.length ? `${marked.length} minutes marked as a change in abandonment` : "";
+  if (!c) return;
+  const label = (r) => r.bucket.slice(11, 16);
+  c.setOption({
+    animation: false,
+    tooltip: { trigger: "axis" },
+    legend: { top: 0, textStyle: { fontSize: 11 } },
+    grid: { left: 48, right: 48, top: 28, bottom: 24 },
+    xAxis: { type: "category", data: rows.map(label) },
+    yAxis: [{ type: "value", name: "carts", nameTextStyle: { fontSize: 10 } },
+      { type: "value", name: "rate", min: 0, max: 1, nameTextStyle: { fontSize: 10 } }],
+    series: [
+      { name: "carts started", type: "bar", data: rows.map((r) => r.carts),
+        markArea: { itemStyle: { color: "#f5a62333" }, data: marked.map((r) => [{ xAxis: label(r) }, { xAxis: label(r) }]) } },
+      { name: "abandonment, last 15 min", type: "line", yAxisIndex: 1, connectNulls: false, data: rows.map((r) => r.recent_rate) },
+      { name: "usual for the hour", type: "line", yAxisIndex: 1, lineStyle: { type: "dashed" }, data: rows.map((r) => r.usual_rate) },
+    ],
+  }, true);
+}
+
 function render() {
   const d = state.data;
   if (!d) return;
   const k = d.kpis || {};
   renderTiles(k);
+  renderTimeline(d.timeline || []);
 
   $("insights").innerHTML = (d.insights || []).map((i) =>
     `<li data-rank="${i.rank}"><b>${esc(i.finding)}: ${esc(i.subject)}</b> — ${esc(i.evidence)}</li>`).join("") || "<li>No findings yet.</li>";

@@ -257,7 +257,15 @@ async fn the_dashboard_shows_the_snapshot_and_updates_live() {
     let charts = page
         .eval("document.querySelectorAll('.chart canvas').length")
         .await;
-    assert!(charts.as_u64().unwrap_or(0) >= 6, "charts drawn: {charts}");
+    assert!(charts.as_u64().unwrap_or(0) >= 7, "charts drawn: {charts}");
+    // The timeline shows the API's minutes and marks.
+    let timeline = snapshot["data"]["timeline"].as_array().expect("timeline");
+    assert!(!timeline.is_empty(), "the last hour has minutes");
+    let marked = timeline.iter().filter(|r| r["marked"] == true).count();
+    let shown = page
+        .eval("[document.getElementById('chart-timeline').dataset.minutes, document.getElementById('chart-timeline').dataset.marked].join(' ')")
+        .await;
+    assert_eq!(shown, json!(format!("{} {marked}", timeline.len())));
     // Drill-down: a product's row opens its events from the log, an abandoned cart's row the
     // cart's state and history.
     page.eval("document.querySelector('#products tbody tr').click()")
