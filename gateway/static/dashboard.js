@@ -56,7 +56,7 @@ function table(id, head, rows, drill) {
   $(id).innerHTML = `<thead><tr>${th}</tr></thead><tbody>${body}</tbody>`;
 }
 
-// The drill-down panel: the raw events behind a clicked row (docs/gateway.md, "Drill-down").
+// The drill-down panel: the raw events behind a clicked row or timeline minute (docs/gateway.md, "Drill-down").
 async function drill(path, title) {
   const token = new URLSearchParams(location.search).get("token");
   const url = `/api/${path}` + (token ? `${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : "");
@@ -105,6 +105,7 @@ function bars(id, labels, series, yNames) {
 // The live timeline: carts started per minute, their abandonment rate, and for settled
 // minutes the rate of the 15 minutes ending there against the usual rate of that hour; the
 // minutes the gateway marked (beyond --change-share) are shaded (docs/gateway.md, "timeline").
+let timelineRows = [];
 function renderTimeline(rows) {
   const c = chart("chart-timeline");
   const marked = rows.filter((r) => r.marked);
@@ -113,6 +114,18 @@ function renderTimeline(rows) {
   el.dataset.marked = marked.length;
   $("timeline-note").textContent = marked.length ? `${marked.length} minutes marked as a change in abandonment` : "";
   if (!c) return;
+  timelineRows = rows;
+  if (!c.cartflowClick) {
+    // A minute's bar opens that minute's events from the log.
+    c.on("click", (p) => {
+      const r = timelineRows[p.dataIndex];
+      if (!r) return;
+      const from = new Date(r.bucket);
+      const to = new Date(from.getTime() + 60000);
+      drill(`events?from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}&limit=100`, `minute ${r.bucket.slice(0, 16).replace("T", " ")}`);
+    });
+    c.cartflowClick = true;
+  }
   const label = (r) => r.bucket.slice(11, 16);
   c.setOption({
     animation: false,

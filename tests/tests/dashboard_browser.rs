@@ -287,6 +287,42 @@ async fn the_dashboard_shows_the_snapshot_and_updates_live() {
         Duration::from_secs(30),
     )
     .await;
+    // A minute of the timeline opens that minute's events: a real mouse click on the middle
+    // of its bar.
+    let minute = timeline.last().expect("a minute");
+    let events_in_minute = minute["events"].as_i64().expect("events");
+    let carts_in_minute = minute["carts"].as_i64().expect("carts");
+    let at = page
+        .eval(&format!(
+            "(() => {{ const el = document.getElementById('chart-timeline'); el.scrollIntoView(); \
+             const c = echarts.getInstanceByDom(el); \
+             const n = c.getOption().xAxis[0].data.length; \
+             const [x, y] = c.convertToPixel({{seriesIndex: 0}}, [n - 1, {carts_in_minute} / 2]); \
+             const r = el.getBoundingClientRect(); return [r.left + x, r.top + y].join(' '); }})()"
+        ))
+        .await;
+    let at: Vec<f64> = at
+        .as_str()
+        .expect("a point")
+        .split(' ')
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    for kind in ["mousePressed", "mouseReleased"] {
+        page.call(
+            "Input.dispatchMouseEvent",
+            json!({"type": kind, "x": at[0], "y": at[1], "button": "left", "clickCount": 1}),
+        )
+        .await;
+    }
+    page.wait_for(
+        "a minute's events",
+        &format!(
+            "(document.getElementById('drill').dataset.loaded || '').startsWith('events?from=') && \
+             document.querySelectorAll('#drill-table tbody tr').length === {events_in_minute}"
+        ),
+        Duration::from_secs(30),
+    )
+    .await;
     let wide = page.screenshot("dashboard-1280.png").await;
 
     // Live: new events reach the page without a reload.
