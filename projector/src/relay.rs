@@ -6,7 +6,7 @@
 //! outbox: when one starts, the broker aborts a previous relay's unfinished transaction and
 //! refuses any late write from it. What a previous relay committed but did not mark (it died
 //! between the broker's commit and PostgreSQL's update) is then read back from the end of
-//! each partition ([`tail`]) and marked without publishing it again. From then on, batch by
+//! each partition (`relay/tail.rs`) and marked without publishing it again. From then on, batch by
 //! batch in `seq` order: begin a transaction, produce, commit, mark the rows published.
 //!
 //! Why the tail suffices: batches are taken in `seq` order and each is marked before the next
