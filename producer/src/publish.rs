@@ -78,6 +78,11 @@ impl Publisher {
         payload: &[u8],
         action: Option<&'static str>,
     ) -> Result<(), Error> {
+        // librdkafka's queue and its acknowledgements are not tokio resources: at full speed
+        // every await below is ready at once, and a task that never yields starves whatever
+        // waits in its worker's LIFO slot (a test's database connection sat 54 minutes there
+        // in CI). Spending tokio's budget makes it yield every 128 sends.
+        tokio::task::coop::consume_budget().await;
         self.sends_since_reap += 1;
         if self.sends_since_reap >= 1024 || self.last_reap.elapsed() >= REAP_EVERY {
             self.reap_ready();
