@@ -1,5 +1,6 @@
 //! The consume loop: decode, filter, deliver, commit.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cartflow_common::kafka;
@@ -50,6 +51,8 @@ pub async fn run(
         .map_err(|e| Error::Common(std::io::Error::other(e).into()))?;
     let codec = Codec::single_object();
     loop {
+        // A backlog keeps recv() ready: yield to the runtime now and then all the same.
+        tokio::task::coop::consume_budget().await;
         let received = tokio::select! {
             m = consumer.recv() => m,
             () = shutdown.cancelled() => return Ok(()),
@@ -96,10 +99,12 @@ pub async fn run(
 async fn topic_exists(config: &Config, shutdown: &CancellationToken) -> Result<bool, Error> {
     let topic = &config.topic.outcomes_topic;
     let mut announced = false;
+    // One client for every look: each would otherwise open its own connections to the brokers.
+    let probe: Arc<BaseConsumer> =
+        Arc::new(kafka::client_config(&config.kafka, "cartflow-recover").create()?);
     loop {
-        let (kafka, name) = (config.kafka.clone(), topic.clone());
+        let (probe, name) = (probe.clone(), topic.clone());
         let exists = tokio::task::spawn_blocking(move || -> Result<bool, Error> {
-            let probe: BaseConsumer = kafka::client_config(&kafka, "cartflow-recover").create()?;
             let metadata = probe.fetch_metadata(Some(&name), Duration::from_secs(10))?;
             Ok(metadata
                 .topics()
