@@ -4,14 +4,16 @@
 //! batch order. Nothing is committed for a batch whose write did not finish, nor for any batch
 //! after it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use cartflow_common::DatabaseUrl;
 use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -42,7 +44,17 @@ pub(crate) struct Committer {
     sink: Sink,
     in_flight: VecDeque<InFlight>,
     depth: usize,
+    /// Offsets of finished batches not yet sent to the broker, by (topic, partition).
+    owed: HashMap<(String, i32), i64>,
+    last_commit: Instant,
 }
+
+/// Offsets of finished batches are committed together at most this often. Small batches
+/// (at low load one per message) would otherwise send the group coordinator a commit each,
+/// and the member's heartbeats wait behind them on the same connection: a run at 1,000
+/// events/s lost its session that way. A crash forgets at most this much, which the next
+/// owner reads again and de-duplicates.
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
 
 impl std::fmt::Debug for Committer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,11 +72,14 @@ impl Committer {
             sink,
             in_flight: VecDeque::new(),
             depth: depth.max(1),
+            owed: HashMap::new(),
+            last_commit: Instant::now(),
         }
     }
 
+    /// Nothing in flight and no offsets owed to the broker.
     pub(crate) fn is_idle(&self) -> bool {
-        self.in_flight.is_empty()
+        self.in_flight.is_empty() && self.owed.is_empty()
     }
 
     /// Starts writing `batch` on a task of its own.
@@ -92,7 +107,15 @@ impl Committer {
                 return Ok(false);
             }
         }
+        if self.last_commit.elapsed() >= COMMIT_EVERY {
+            self.commit_owed(CommitMode::Async)?;
+        }
         Ok(true)
+    }
+
+    /// Whether another batch could start writing now: fewer than `depth` writes unfinished.
+    pub(crate) fn has_room(&self) -> bool {
+        self.in_flight.iter().filter(|w| !w.is_finished()).count() < self.depth
     }
 
     /// Waits for the oldest writes until another batch may start (or, with nothing new to
@@ -100,6 +123,9 @@ impl Committer {
     /// committed and will be read again by whoever owns its partitions next.
     pub(crate) async fn make_room(&mut self, nothing_new: bool) -> Result<bool, Error> {
         while self.in_flight.len() >= self.depth || (nothing_new && !self.in_flight.is_empty()) {
+            // About to wait on a write, which may take long (a locked table, a slow disk):
+            // what is stored by then is committed first.
+            self.commit_owed(CommitMode::Async)?;
             let oldest = self.in_flight.pop_front().expect("not empty");
             if !self.finish(oldest, CommitMode::Async).await? {
                 return Ok(false);
@@ -116,15 +142,17 @@ impl Committer {
                 break;
             }
         }
-        Ok(())
+        self.commit_owed(CommitMode::Sync)
     }
 
     /// Waits for a batch's write, settles its dead letters' copies on the dead-letter topic
     /// and commits its offsets. False when a shutdown stopped the write (nothing is committed
     /// then); an error when the write failed for good.
-    async fn finish(&self, in_flight: InFlight, mode: CommitMode) -> Result<bool, Error> {
+    async fn finish(&mut self, in_flight: InFlight, mode: CommitMode) -> Result<bool, Error> {
         let (batch, written) = in_flight.await?;
         let Some(written) = written? else {
+            // A shutdown: what the batches before this one stored is still committed.
+            self.commit_owed(CommitMode::Sync)?;
             return Ok(false);
         };
         // Before the offsets: a crash here publishes again on redelivery (at least once). The
@@ -138,8 +166,38 @@ impl Committer {
             .await;
             settle_dead_letters(&self.sink, &outcomes).await;
         }
-        commit(&self.consumer, &batch, mode)?;
+        for ((topic, partition), next) in batch.next_offsets {
+            let owed = self.owed.entry((topic, partition)).or_insert(next);
+            *owed = (*owed).max(next);
+        }
+        if matches!(mode, CommitMode::Sync) || self.last_commit.elapsed() >= COMMIT_EVERY {
+            self.commit_owed(mode)?;
+        }
         Ok(true)
+    }
+
+    /// Commits the offsets owed for the partitions this member still owns: after a
+    /// rebalance, a revoked partition's offsets belong to its new owner. Its rows are stored
+    /// all the same, and the new owner's redelivery of them is de-duplicated.
+    fn commit_owed(&mut self, mode: CommitMode) -> Result<(), Error> {
+        // The clock starts at a commit, so the first batch after a quiet spell commits at once.
+        if self.owed.is_empty() {
+            return Ok(());
+        }
+        self.last_commit = Instant::now();
+        let owned = self.consumer.assignment()?;
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), next) in self.owed.drain() {
+            if owned.find_partition(&topic, partition).is_some() {
+                list.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+            } else {
+                debug!(topic, partition, "Not committing a revoked partition.");
+            }
+        }
+        if list.count() > 0 {
+            self.consumer.commit(&list, mode)?;
+        }
+        Ok(())
     }
 }
 
@@ -164,27 +222,4 @@ async fn settle_dead_letters(sink: &Sink, outcomes: &[(i64, Outcome)]) {
             warn!(error = %e.explained(&sink.database_url), "Could not record the dead-letter topic's answer.");
         }
     }
-}
-
-/// Commits the batch's offsets for the partitions this member still owns: after a rebalance,
-/// a revoked partition's offsets belong to its new owner. Its rows are stored all the same,
-/// and the new owner's redelivery of them is de-duplicated.
-fn commit(
-    consumer: &StreamConsumer<Context>,
-    batch: &Batch,
-    mode: CommitMode,
-) -> Result<(), Error> {
-    let owned = consumer.assignment()?;
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), next) in &batch.next_offsets {
-        if owned.find_partition(topic, *partition).is_some() {
-            list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
-        } else {
-            debug!(topic, partition, "Not committing a revoked partition.");
-        }
-    }
-    if list.count() > 0 {
-        consumer.commit(&list, mode)?;
-    }
-    Ok(())
 }

@@ -14,6 +14,7 @@ use cartflow_common::ops::{Health, OpsServer};
 use cartflow_common::registry::{Lookup, SchemaLookup};
 use cartflow_common::{db, kafka};
 use cartflow_schemas::Codec;
+use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio::net::TcpListener;
@@ -155,10 +156,11 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// The next batch: up to `max` messages, or what arrived within `timeout` of the first
-    /// one, or what is in hand when the shutdown signal comes. While it waits it lets the
-    /// committer finish writes that are done. `None` when a write stopped by a shutdown means
-    /// nothing more may be committed.
+    /// The next batch: what has arrived when a write could start and no more is waiting, or
+    /// up to `max` messages, or what arrived within `timeout` of the first one while every
+    /// write slot is busy, or what is in hand when the shutdown signal comes. While it waits
+    /// it lets the committer finish writes that are done. `None` when a write stopped by a
+    /// shutdown means nothing more may be committed.
     async fn fill(
         &self,
         committer: &mut Committer,
@@ -168,23 +170,40 @@ impl Reader<'_> {
         let mut deadline: Option<Instant> = None;
         let mut reap = tokio::time::interval(Duration::from_millis(20));
         while batch.messages < self.max {
-            let wait = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
+            // With a backlog every receive is ready at once and nothing here yields: spend
+            // tokio's budget so the batch writers and the health server get their turn.
+            tokio::task::coop::consume_budget().await;
+            // A batch closes as soon as nothing more is waiting and a write can start: at low
+            // load each message is stored at once, under load batches grow while the writes
+            // in flight finish (up to `max`, or `timeout` after their first message).
+            let ready = match !batch.is_empty() && committer.has_room() {
+                true => match self.consumer.recv().now_or_never() {
+                    Some(m) => Some(m),
+                    None => break,
+                },
+                false => None,
             };
-            let message = tokio::select! {
-                m = self.consumer.recv() => m,
-                () = wait => break,
-                // Commit finished writes while no new message arrives.
-                _ = reap.tick(), if !committer.is_idle() => {
-                    if !committer.reap().await? {
-                        return Ok(None);
+            let message = if let Some(m) = ready {
+                m
+            } else {
+                let wait = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
                     }
-                    continue;
+                };
+                tokio::select! {
+                    m = self.consumer.recv() => m,
+                    () = wait => break,
+                    // Commit finished writes while no new message arrives.
+                    _ = reap.tick(), if !committer.is_idle() => {
+                        if !committer.reap().await? {
+                            return Ok(None);
+                        }
+                        continue;
+                    }
+                    () = shutdown.cancelled() => break,
                 }
-                () = shutdown.cancelled() => break,
             };
             match message {
                 Ok(m) => {

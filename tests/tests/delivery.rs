@@ -1,7 +1,7 @@
 //! Delivery defects found by hand, each made for real against the broker and PostgreSQL:
 //! a dead letter the dead-letter topic refuses, a redelivery of dead letters, rows PostgreSQL
-//! refuses, an event_id reused with other content, permanent database errors, and a stalled
-//! partition that `/healthz` must report.
+//! refuses, an event_id reused with other content, permanent database errors, a stalled
+//! partition that `/healthz` must report, and a lone event left waiting for its batch to fill.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -409,6 +409,36 @@ async fn an_event_id_reused_with_other_content_is_dead_lettered_and_the_first_st
     assert_eq!(row.get::<_, String>(0), "conflicting_duplicate");
     assert_eq!(row.get::<_, Vec<u8>>(1), other_bytes);
     assert_eq!(row.get::<_, i64>(2), 2);
+    env.cleanup().await;
+}
+
+/// A batch closes when nothing more is waiting and a write can start: with a ten-minute
+/// batch timeout and room for a million messages, each of two events sent a while apart is
+/// still stored at once (before, each waited out the timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_event_is_stored_without_waiting_for_the_batch_to_fill() {
+    let env = TestEnv::new().await;
+    let topic = env.topics.cart_events_topic.clone();
+    create_topic(&env, &topic, 1).await;
+    let p = producer(&env);
+    let codec = Codec::single_object();
+    let flags = ["--batch-timeout-ms", "600000", "--batch-size", "1000000"];
+    let stop = CancellationToken::new();
+    let (_addr, task) = start_consumer(&env, &flags, &stop).await;
+    for n in 1..=2 {
+        let e = event(n, 1_000);
+        send(
+            &p,
+            &topic,
+            &n.to_string(),
+            &codec.encode(&e).expect("encode"),
+        )
+        .await;
+        // Well under the batch timeout; the group join before the first takes a few seconds.
+        env.wait_for_events(n, Duration::from_secs(60)).await;
+    }
+    stop.cancel();
+    task.await.expect("task").expect("clean stop");
     env.cleanup().await;
 }
 
