@@ -2,12 +2,16 @@
 //! checkpoint in the caller's transaction, so a crash at any instant applies it once or not
 //! at all.
 
+use std::time::Instant;
+
 use cartflow_common::{channels, db};
 use chrono::{DateTime, Utc};
-use tokio_postgres::Transaction;
+use tokio_postgres::{GenericClient, Transaction};
+use tracing::debug;
 
 use crate::delta::Delta;
 use crate::outcome::{self, Decided};
+use crate::sql::{Db, Statements};
 use crate::{Error, log, store};
 
 /// Which set of aggregate tables a step writes: the live ones the views read, or the ones a
@@ -49,16 +53,19 @@ pub struct Applied {
 }
 
 /// Serialises writers of one schema: the live projector's steps and a rebuild's swap.
-pub async fn lock_schema(tx: &Transaction<'_>, schema: &str) -> Result<(), Error> {
+pub async fn lock_schema(
+    tx: &Db<'_, impl GenericClient + Sync>,
+    schema: &str,
+) -> Result<(), Error> {
     tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&schema])
         .await?;
     Ok(())
 }
 
 /// Applies the next chunk (up to about `max_events` events) to `generation`'s tables within
-/// `tx`. The caller commits.
+/// `tx` (a transaction). The caller commits.
 pub async fn step(
-    tx: &Transaction<'_>,
+    tx: &Db<'_, Transaction<'_>>,
     generation: Generation,
     max_events: i64,
 ) -> Result<Applied, Error> {
@@ -81,23 +88,36 @@ pub async fn step(
             ..Applied::default()
         });
     }
+    let started = Instant::now();
     let to = log::chunk_end(tx, from, horizon, max_events).await?;
     let mut delta = Delta::default();
     let mut published_ms = Vec::new();
     let events = log::read_into(tx, from, to, &mut delta, Some(&mut published_ms)).await?;
+    let read = started.elapsed();
     let stored = store::stored_carts(tx, schema, &delta).await?;
     delta.settle_carts(stored);
     store::write(tx, schema, &delta, to).await?;
+    let written = started.elapsed();
     let mut decided = Decided::default();
     if outcomes && events > 0 {
-        let touched: Vec<&str> = delta.carts.keys().map(String::as_str).collect();
-        decided = outcome::after_step(tx, schema, &touched, old_watermark).await?;
+        decided = outcome::after_step(tx, schema, &delta.carts, old_watermark).await?;
         if decided.total() > 0 {
             let message = channels::OutcomesDecided {
                 decided: decided.total(),
             };
-            db::notify(tx, channels::OUTCOMES, &message).await?;
+            db::notify(tx.client(), channels::OUTCOMES, &message).await?;
         }
+    }
+    if events > 0 {
+        debug!(
+            events,
+            carts = delta.carts.len(),
+            decided = decided.total(),
+            read_ms = read.as_millis(),
+            write_ms = (written - read).as_millis(),
+            outcomes_ms = (started.elapsed() - written).as_millis(),
+            "Step applied; its parts' times."
+        );
     }
     if events > 0 && generation == Generation::Live {
         let changed = channels::AnalyticsChanged {
@@ -105,7 +125,7 @@ pub async fn step(
             next_tx: to,
             oldest_published_ms: published_ms.iter().min().copied(),
         };
-        db::notify(tx, channels::ANALYTICS, &changed).await?;
+        db::notify(tx.client(), channels::ANALYTICS, &changed).await?;
     }
     Ok(Applied {
         events,
@@ -125,9 +145,10 @@ pub async fn catch_up(
     max_events: i64,
 ) -> Result<u64, Error> {
     let mut events = 0;
+    let statements = Statements::for_connection(client).await?;
     loop {
         let tx = client.transaction().await?;
-        let applied = step(&tx, generation, max_events).await?;
+        let applied = step(&Db::cached(&tx, &statements), generation, max_events).await?;
         tx.commit().await?;
         events += applied.events;
         if applied.caught_up {

@@ -101,10 +101,14 @@ pub struct Cart {
     pub first_at: DateTime<Utc>,
     pub last_at: DateTime<Utc>,
     pub items: Counters,
+    /// Nothing was stored for it before this chunk (it stays so through
+    /// [`Delta::settle_carts`] only when nothing was).
+    pub new: bool,
 }
 
 impl Cart {
     fn merge(&mut self, o: &Cart) {
+        self.customer_id = self.customer_id.min(o.customer_id);
         self.first_at = self.first_at.min(o.first_at);
         self.last_at = self.last_at.max(o.last_at);
         self.items.merge(&o.items);
@@ -238,7 +242,11 @@ impl Delta {
             first_at: e.timestamp,
             last_at: e.timestamp,
             items: Counters::default(),
+            new: true,
         });
+        // A cart belongs to the least customer id among its events (one, for a real session):
+        // defined so, it does not depend on the order the log is read in.
+        cart.customer_id = cart.customer_id.min(e.customer_id);
         cart.first_at = cart.first_at.min(e.timestamp);
         cart.last_at = cart.last_at.max(e.timestamp);
         count(&mut cart.items);
@@ -258,13 +266,15 @@ impl Delta {
                 *cart = merged;
             }
             Self::count_outcome(&mut self.cart_hours, &mut self.cart_minutes, cart, 1);
+            // The cart leaves its old customer's counts and joins its (possibly new) one's.
+            if let Some(old) = &old {
+                let customer = self.customers.entry(old.customer_id).or_default();
+                customer.carts -= 1;
+                customer.purchased_carts -= i64::from(was_purchased);
+            }
             let customer = self.customers.entry(cart.customer_id).or_default();
-            if old.is_none() {
-                customer.carts += 1;
-            }
-            if cart.purchased() && !was_purchased {
-                customer.purchased_carts += 1;
-            }
+            customer.carts += 1;
+            customer.purchased_carts += i64::from(cart.purchased());
         }
         self.cart_hours.retain(|_, o| !o.is_zero());
         self.cart_minutes.retain(|_, o| !o.is_zero());
@@ -317,9 +327,15 @@ mod tests {
         assert_eq!(first.cart_hours[&h].unpurchased_carts, 1);
         let stored: HashMap<_, _> = first.carts.drain().collect();
 
+        assert!(stored["s"].new, "a cart first seen in a chunk is new");
+        let stored = stored
+            .into_iter()
+            .map(|(k, c)| (k, Cart { new: false, ..c }))
+            .collect();
         let mut second = Delta::default();
         second.add(&event("s", Action::Purchase, 30, 5));
         second.settle_carts(stored);
+        assert!(!second.carts["s"].new, "a stored cart is not new");
         let o = &second.cart_hours[&h];
         assert_eq!(
             (o.carts, o.unpurchased_carts, o.purchased_carts),
@@ -346,6 +362,27 @@ mod tests {
         assert_eq!(late.cart_hours.len(), 2);
         assert!(late.cart_hours.values().any(|o| o.carts == -1));
         assert!(late.cart_hours.values().any(|o| o.carts == 1));
+    }
+
+    #[test]
+    fn a_cart_belongs_to_its_least_customer_whatever_the_read_order() {
+        let by = |customer_id, minute| LogEvent {
+            customer_id,
+            ..event("s", Action::Add, 30, minute)
+        };
+        assert_eq!(one_pass(&[by(9, 0), by(4, 1)]).carts["s"].customer_id, 4);
+        assert_eq!(one_pass(&[by(4, 1), by(9, 0)]).carts["s"].customer_id, 4);
+
+        // A later chunk with a lesser customer moves the cart, and its count, to them.
+        let stored: HashMap<_, _> = one_pass(&[by(9, 0)]).carts.drain().collect();
+        let mut second = Delta::default();
+        second.add(&by(4, 1));
+        second.settle_carts(stored);
+        assert_eq!(second.carts["s"].customer_id, 4);
+        assert_eq!(
+            (second.customers[&9].carts, second.customers[&4].carts),
+            (-1, 1)
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`delta`] sums a chunk in memory (every aggregate is order-independent);
 //! - [`store`] adds a delta to one generation of the aggregate tables;
 //! - [`apply`] is one step: chunk, delta and checkpoint in one transaction (exactly once);
+//! - [`sql`] keeps a connection's statements prepared, so a step does not re-plan them;
 //! - [`run`] keeps the live analytics current: one active projector holds an advisory lock,
 //!   others wait as hot standbys; it wakes on the consumer's NOTIFY and NOTIFYs in turn;
 //! - [`outcome`] decides what became of each cart and writes it to the outbox in the step;
@@ -21,6 +22,8 @@ pub mod outcome;
 pub mod rebuild;
 pub mod relay;
 mod run;
+pub mod sql;
+pub mod statistics;
 pub mod store;
 
 pub use config::{Cli, Command, Config, RebuildArgs, RelayArgs};

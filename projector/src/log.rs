@@ -14,9 +14,10 @@ use tokio_postgres::types::ToSql;
 
 use crate::Error;
 use crate::delta::{Action, Delta, LogEvent};
+use crate::sql::Db;
 
 /// The oldest transaction still running: the log below it is final.
-pub async fn horizon(client: &impl GenericClient) -> Result<i64, Error> {
+pub async fn horizon(client: &Db<'_, impl GenericClient + Sync>) -> Result<i64, Error> {
     let row = client
         .query_one(
             "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
@@ -29,7 +30,7 @@ pub async fn horizon(client: &impl GenericClient) -> Result<i64, Error> {
 /// Where a chunk that starts at `from` ends (exclusive): after about `max_events` rows, at a
 /// transaction boundary (a consumer's batch is never split), and never beyond `horizon`.
 pub async fn chunk_end(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     from: i64,
     horizon: i64,
     max_events: i64,
@@ -53,7 +54,7 @@ pub async fn chunk_end(
 /// `published`, also collects each event's publish time (milliseconds since the epoch) for
 /// the latency metric; a rebuild's bulk pass over the whole log leaves it out.
 pub async fn read_into(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     from: i64,
     to: i64,
     delta: &mut Delta,

@@ -13,8 +13,8 @@
 //!
 //! Which carts can have changed in a step: those it touched, and unpurchased carts the
 //! watermark's move took past `abandon_after` ([`after_step`]). [`reconcile`] compares every
-//! cart: when the projector starts (a changed `--abandon-after`, a database that had
-//! projections before outcomes) and inside a rebuild's swap.
+//! cart: when the projector starts with outcomes newly on or another `--abandon-after` than
+//! the last run's, and inside a rebuild's swap.
 
 mod payload;
 
@@ -28,6 +28,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::Error;
+use crate::delta::Cart;
+use crate::sql::Db;
 
 /// Carts compared per page of a full reconciliation.
 const RECONCILE_PAGE: i64 = 5_000;
@@ -133,7 +135,7 @@ fn changed_sql(schema: &str, filter: &str, tail: &str) -> String {
 }
 
 async fn changed(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Changed>, Error> {
@@ -155,27 +157,129 @@ async fn changed(
         .collect())
 }
 
-/// Declares the outcomes a live step changed: `touched` are the carts it applied events to,
-/// `old_watermark` the watermark before it. Runs in the step's transaction, after its write.
+/// The clock a decision is made by, read from the checkpoint after the step's write.
+struct Clock {
+    /// The watermark: an outcome's `decided_at`.
+    decided_at: DateTime<Utc>,
+    /// Carts last active at or before this are no longer open.
+    cutoff: Option<DateTime<Utc>>,
+    /// The log is applied below this transaction id: the events an outcome may name.
+    applied_below: i64,
+}
+
+impl Clock {
+    /// The clock of `schema`'s checkpoint, and the cutoff it had at `old_watermark`.
+    async fn read(
+        client: &Db<'_, impl GenericClient + Sync>,
+        schema: &str,
+        old_watermark: Option<DateTime<Utc>>,
+    ) -> Result<(Clock, Option<DateTime<Utc>>), Error> {
+        let k = client
+            .query_one(
+                &format!(
+                    "SELECT watermark, watermark - abandon_after, \
+                         $1::timestamptz - abandon_after, next_tx FROM {schema}.checkpoint"
+                ),
+                &[&old_watermark],
+            )
+            .await?;
+        let clock = Clock {
+            decided_at: k
+                .get::<_, Option<DateTime<Utc>>>(0)
+                .unwrap_or_else(Utc::now),
+            cutoff: k.get(1),
+            applied_below: k.get(3),
+        };
+        Ok((clock, k.get(2)))
+    }
+
+    /// What `cart` is now: the views' CASE (and [`changed_sql`]'s), in memory.
+    fn verdict(&self, cart: &Cart) -> Verdict {
+        let i = &cart.items;
+        if i.purchases > 0 {
+            Verdict::Purchased
+        } else if self.cutoff.is_none_or(|cutoff| cart.last_at > cutoff) {
+            Verdict::Open
+        } else if i.adds > i.removes {
+            Verdict::Abandoned
+        } else {
+            Verdict::Emptied
+        }
+    }
+}
+
+/// Declares the outcomes a live step changed. `carts` are the carts it applied events to, in
+/// their new full state (settled), and `old_watermark` the watermark before it. Runs in the
+/// step's transaction, after its write.
+///
+/// The touched carts' verdicts are computed from `carts`; only those that can differ from
+/// their declared verdict are looked up (a cart new in this step, [`Cart::new`], and still open cannot). The
+/// carts the step did not touch change only when the watermark's move took them past
+/// `abandon_after`: those are found in the table, through its index of unpurchased carts.
 pub async fn after_step(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
-    touched: &[&str],
+    carts: &HashMap<String, Cart>,
     old_watermark: Option<DateTime<Utc>>,
 ) -> Result<Decided, Error> {
-    let filter = "c.cart_key = ANY($1) \
-                  OR (c.purchases = 0 AND c.last_at <= k.cutoff AND ($2::timestamptz IS NULL \
-                      OR c.last_at > $2::timestamptz - (SELECT abandon_after FROM SCHEMA.checkpoint)))"
-        .replace("SCHEMA", schema);
-    let sql = changed_sql(schema, &filter, "");
-    let changed = changed(client, &sql, &[&touched, &old_watermark]).await?;
-    declare(client, schema, changed).await
+    let (clock, old_cutoff) = Clock::read(client, schema, old_watermark).await?;
+    let candidates: Vec<(&String, &Cart, Verdict)> = carts
+        .iter()
+        .map(|(key, cart)| (key, cart, clock.verdict(cart)))
+        .filter(|(_, cart, now)| *now != Verdict::Open || !cart.new)
+        .collect();
+    let keys: Vec<&str> = candidates.iter().map(|(k, _, _)| k.as_str()).collect();
+    let declared: HashMap<String, (Verdict, i32)> = client
+        .query(
+            "SELECT cart_key, outcome, sequence FROM outcomes.verdicts WHERE cart_key = ANY($1)",
+            &[&keys],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), (Verdict::from_db(r.get(1)), r.get(2))))
+        .collect();
+    let mut changed: Vec<Changed> = candidates
+        .into_iter()
+        .filter_map(|(key, cart, now)| {
+            let (declared, sequence) = declared.get(key).copied().unwrap_or((Verdict::Open, 0));
+            (!transitions(declared, now).is_empty()).then(|| Changed {
+                cart_key: key.clone(),
+                customer_id: cart.customer_id,
+                first_at: cart.first_at,
+                last_at: cart.last_at,
+                revenue: cart.items.revenue,
+                left_value: cart.items.added_value - cart.items.removed_value,
+                now,
+                declared,
+                sequence,
+            })
+        })
+        .collect();
+    // The bounds are parameters, not the checkpoint's columns, so the range is an index
+    // condition on the partial index of unpurchased carts.
+    let crossed = changed_sql(
+        schema,
+        "c.purchases = 0 AND c.last_at <= $1::timestamptz \
+         AND c.last_at > coalesce($2::timestamptz, '-infinity')",
+        "",
+    );
+    let crossed = self::changed(client, &crossed, &[&clock.cutoff, &old_cutoff]).await?;
+    changed.extend(
+        crossed
+            .into_iter()
+            .filter(|c| !carts.contains_key(&c.cart_key)),
+    );
+    declare(client, &clock, changed).await
 }
 
 /// Compares every cart with its declared verdict and declares the differences, a page of
 /// carts at a time (each page in the caller's transaction when `client` is one). Returns the
 /// outcomes declared.
-pub async fn reconcile(client: &impl GenericClient, schema: &str) -> Result<Decided, Error> {
+pub async fn reconcile(
+    client: &Db<'_, impl GenericClient + Sync>,
+    schema: &str,
+) -> Result<Decided, Error> {
+    let (clock, _) = Clock::read(client, schema, None).await?;
     let sql = changed_sql(
         schema,
         "c.cart_key > $1",
@@ -189,14 +293,15 @@ pub async fn reconcile(client: &impl GenericClient, schema: &str) -> Result<Deci
             return Ok(decided);
         };
         after = last.cart_key.clone();
-        decided.merge(declare(client, schema, page).await?);
+        decided.merge(declare(client, &clock, page).await?);
     }
 }
 
-/// Writes the outcomes of `changed` carts to the outbox and their new verdicts.
+/// Writes the outcomes of `changed` carts to the outbox and their new verdicts, in one
+/// statement.
 async fn declare(
-    client: &impl GenericClient,
-    schema: &str,
+    client: &Db<'_, impl GenericClient + Sync>,
+    clock: &Clock,
     mut changed: Vec<Changed>,
 ) -> Result<Decided, Error> {
     changed.retain(|c| !transitions(c.declared, c.now).is_empty());
@@ -204,15 +309,7 @@ async fn declare(
     if changed.is_empty() {
         return Ok(decided);
     }
-    let k = client
-        .query_one(
-            &format!("SELECT watermark, next_tx FROM {schema}.checkpoint"),
-            &[],
-        )
-        .await?;
-    let (decided_at, applied_below): (Option<DateTime<Utc>>, i64) = (k.get(0), k.get(1));
-    let decided_at = decided_at.unwrap_or_else(Utc::now);
-    let carts = payload::read_carts(client, &mut changed, applied_below).await?;
+    let carts = payload::read_carts(client, &mut changed, clock.applied_below).await?;
     let codec = Codec::single_object();
     let mut outbox = OutboxRows::default();
     let (mut keys, mut verdicts, mut sequences) = (vec![], vec![], vec![]);
@@ -221,7 +318,7 @@ async fn declare(
         let mut sequence = c.sequence;
         for kind in transitions(c.declared, c.now) {
             sequence += 1;
-            let outcome = payload::outcome(c, kind, sequence, decided_at, events);
+            let outcome = payload::outcome(c, kind, sequence, clock.decided_at, events);
             let bytes = codec
                 .encode(&outcome)
                 .map_err(|e| Error::Encode(e.to_string()))?;
@@ -232,20 +329,35 @@ async fn declare(
         verdicts.push(c.now.as_str());
         sequences.push(sequence);
     }
-    outbox.insert(client).await?;
     client
         .execute(
-            "INSERT INTO outcomes.verdicts (cart_key, outcome, sequence) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[]) \
+            "WITH outbox AS ( \
+                 INSERT INTO outcomes.outbox (outcome_id, cart_key, customer_id, outcome, payload) \
+                 SELECT id, k, c, o, p \
+                 FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::bytea[]) \
+                     WITH ORDINALITY AS x(id, k, c, o, p, n) ORDER BY n \
+                 ON CONFLICT (outcome_id) DO NOTHING) \
+             INSERT INTO outcomes.verdicts (cart_key, outcome, sequence) \
+             SELECT * FROM UNNEST($6::text[], $7::text[], $8::int4[]) \
              ON CONFLICT (cart_key) DO UPDATE SET outcome = EXCLUDED.outcome, \
                  sequence = EXCLUDED.sequence",
-            &[&keys, &verdicts, &sequences],
+            &[
+                &outbox.ids,
+                &outbox.keys,
+                &outbox.customers,
+                &outbox.kinds,
+                &outbox.payloads,
+                &keys,
+                &verdicts,
+                &sequences,
+            ],
         )
         .await?;
     Ok(decided)
 }
 
-/// Outbox rows as columns, for one INSERT.
+/// Outbox rows as columns, inserted in decision order (`seq`). An outcome already in the
+/// outbox (the same cart and sequence decided again) is left as it is: ids are deterministic.
 #[derive(Default)]
 struct OutboxRows {
     ids: Vec<Uuid>,
@@ -262,28 +374,6 @@ impl OutboxRows {
         self.customers.push(o.customer_id);
         self.kinds.push(o.outcome.as_str());
         self.payloads.push(payload);
-    }
-
-    /// Inserts in decision order (`seq`). An outcome already in the outbox (the same cart
-    /// and sequence decided again) is left as it is: ids are deterministic.
-    async fn insert(&self, client: &impl GenericClient) -> Result<(), Error> {
-        client
-            .execute(
-                "INSERT INTO outcomes.outbox (outcome_id, cart_key, customer_id, outcome, payload) \
-                 SELECT id, k, c, o, p \
-                 FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::bytea[]) \
-                     WITH ORDINALITY AS x(id, k, c, o, p, n) ORDER BY n \
-                 ON CONFLICT (outcome_id) DO NOTHING",
-                &[
-                    &self.ids,
-                    &self.keys,
-                    &self.customers,
-                    &self.kinds,
-                    &self.payloads,
-                ],
-            )
-            .await?;
-        Ok(())
     }
 }
 

@@ -19,6 +19,7 @@ use tracing::info;
 
 use crate::apply::{self, Generation, LIVE_SCHEMA, REBUILD_SCHEMA};
 use crate::delta::Delta;
+use crate::sql::{Db, Statements};
 use crate::{Error, log, outcome, store};
 
 const RETIRED_SCHEMA: &str = "analytics_retired";
@@ -66,10 +67,10 @@ async fn build_and_swap(
     let tables = create_tables(client).await?;
 
     let tx = client.transaction().await?;
-    let horizon = log::horizon(&tx).await?;
+    let horizon = log::horizon(&Db::new(&tx)).await?;
     let mut delta = Delta::default();
     info!(horizon, "Rebuilding the analytics from the whole log.");
-    let bulk_events = log::read_into(&tx, 0, horizon, &mut delta, None).await?;
+    let bulk_events = log::read_into(&Db::new(&tx), 0, horizon, &mut delta, None).await?;
     info!(
         events = bulk_events,
         carts = delta.carts.len(),
@@ -92,12 +93,18 @@ async fn build_and_swap(
         .await?;
 
     let mut caught_up_events = 0;
+    let statements = Statements::for_connection(client).await?;
     loop {
         if shutdown.is_cancelled() {
             return Err(Error::Interrupted);
         }
         let tx = client.transaction().await?;
-        let step = apply::step(&tx, Generation::Rebuild, max_events).await?;
+        let step = apply::step(
+            &Db::cached(&tx, &statements),
+            Generation::Rebuild,
+            max_events,
+        )
+        .await?;
         tx.commit().await?;
         caught_up_events += step.events;
         if step.caught_up {
@@ -106,9 +113,10 @@ async fn build_and_swap(
     }
 
     let tx = client.transaction().await?;
-    apply::lock_schema(&tx, LIVE_SCHEMA).await?;
+    let db = Db::cached(&tx, &statements);
+    apply::lock_schema(&db, LIVE_SCHEMA).await?;
     loop {
-        let step = apply::step(&tx, Generation::Rebuild, max_events).await?;
+        let step = apply::step(&db, Generation::Rebuild, max_events).await?;
         caught_up_events += step.events;
         if step.caught_up {
             break;
@@ -132,7 +140,7 @@ async fn build_and_swap(
         .await?
         .get(0);
     if outcomes {
-        let decided = outcome::reconcile(&tx, LIVE_SCHEMA).await?;
+        let decided = outcome::reconcile(&Db::new(&tx), LIVE_SCHEMA).await?;
         if decided.total() > 0 {
             info!(
                 outcomes = decided.total(),

@@ -22,14 +22,13 @@ use cartflow_common::channels::{self, OutcomesDecided};
 use cartflow_common::db;
 use cartflow_common::kafka::{self, TopicSpec};
 use cartflow_common::ops::OpsServer;
-use cartflow_common::retry::Backoff;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use uuid::Uuid;
 
 use crate::leader;
@@ -63,22 +62,15 @@ pub async fn run(
     };
     kafka::ensure_topics(&args.kafka, &[topic]).await?;
     ops.health.set_ready(true);
-    let url = &args.database.database_url;
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    loop {
-        match lead(&args, &metrics, &shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(Error::NotMigrated) => return Err(Error::NotMigrated),
-            Err(e) if !shutdown.is_cancelled() => {
-                metrics.active.set(0);
-                warn!(error = %e, retry_in = ?backoff.peek(), "Relay failed; starting again.");
-                if !backoff.wait(&shutdown).await {
-                    return Ok(());
-                }
-            }
-            Err(e) => return Err(e.explained(url)),
-        }
-    }
+    leader::serve(
+        || lead(&args, &metrics, &shutdown),
+        |e| !matches!(e, Error::NotMigrated),
+        "Relay failed; starting again.",
+        &metrics.active,
+        &args.database.database_url,
+        &shutdown,
+    )
+    .await
 }
 
 /// One connection's life: standby, then the active relay until shutdown or a failure.

@@ -5,17 +5,19 @@ use std::time::{Duration, Instant};
 use cartflow_common::channels::{EventsStored, OutcomesDecided};
 use cartflow_common::db;
 use cartflow_common::ops::OpsServer;
-use cartflow_common::retry::{Backoff, Class};
+use cartflow_common::retry::Class;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::apply::{self, Generation, LIVE_SCHEMA};
 use crate::leader;
 use crate::metrics::Metrics;
 use crate::outcome;
+use crate::sql::{Db, Statements};
+use crate::statistics::Analyser;
 use crate::{Config, Error};
 
 /// The advisory lock only the active projector holds.
@@ -38,20 +40,15 @@ pub async fn run(
         db::migrate(url).await?;
     }
     ops.health.set_ready(true);
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    loop {
-        match lead(&config, &metrics, &shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.class() == Class::Transient && !shutdown.is_cancelled() => {
-                metrics.active.set(0);
-                warn!(error = %e, retry_in = ?backoff.peek(), "Lost PostgreSQL; reconnecting.");
-                if !backoff.wait(&shutdown).await {
-                    return Ok(());
-                }
-            }
-            Err(e) => return Err(e.explained(url)),
-        }
-    }
+    leader::serve(
+        || lead(&config, &metrics, &shutdown),
+        |e| e.class() == Class::Transient,
+        "Lost PostgreSQL; reconnecting.",
+        &metrics.active,
+        url,
+        &shutdown,
+    )
+    .await
 }
 
 /// One connection's life: standby, then active until shutdown or until the connection fails.
@@ -92,6 +89,23 @@ async fn project(
 ) -> Result<(), Error> {
     let abandon_after = format!("{} seconds", config.abandon_after.as_secs_f64());
     let minute_retention = format!("{} seconds", config.minute_retention.as_secs_f64());
+    // How the last run decided outcomes. Every step compares the carts it could have changed,
+    // so all carts need comparing only when that changed: outcomes were off (or never on), or
+    // the abandonment clock is another. Comparing them at every start took seconds on a
+    // large database for nothing.
+    let last = client
+        .query_one(
+            &format!(
+                "SELECT outcomes, abandon_after = $1::text::interval FROM {LIVE_SCHEMA}.checkpoint"
+            ),
+            &[&abandon_after],
+        )
+        .await
+        .map_err(|e| match e.code() {
+            Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => Error::NotMigrated,
+            _ => e.into(),
+        })?;
+    let (had_outcomes, same_clock): (bool, bool) = (last.get(0), last.get(1));
     client
         .execute(
             &format!(
@@ -100,22 +114,22 @@ async fn project(
             ),
             &[&abandon_after, &minute_retention, &config.outcomes],
         )
-        .await
-        .map_err(|e| match e.code() {
-            Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => Error::NotMigrated,
-            _ => e.into(),
-        })?;
-    if config.outcomes {
+        .await?;
+    if config.outcomes && !(had_outcomes && same_clock) {
         reconcile_outcomes(client, metrics).await?;
     }
     let poll = Duration::from_millis(config.poll_ms);
     let mut last_lag = Instant::now() - LAG_EVERY;
+    let mut analyser = Analyser::default();
+    // This connection's prepared statements; a new connection starts a new set.
+    let statements = Statements::for_connection(client).await?;
     loop {
         // Apply until current; a shutdown waits for the step in hand to commit.
         loop {
             let started = Instant::now();
             let tx = client.transaction().await?;
-            let step = apply::step(&tx, Generation::Live, config.chunk_events).await?;
+            let db = Db::cached(&tx, &statements);
+            let step = apply::step(&db, Generation::Live, config.chunk_events).await?;
             tx.commit().await?;
             if step.events > 0 {
                 metrics
@@ -132,6 +146,7 @@ async fn project(
                     next_tx = step.next_tx,
                     "Applied a chunk."
                 );
+                analyser.applied(client, step.events).await?;
             }
             if let Some(w) = step.watermark {
                 metrics
@@ -158,11 +173,12 @@ async fn project(
 }
 
 /// Declares whatever the outbox lacks for the carts as they stand (the first start with
-/// outcomes on, a changed `--abandon-after`), holding the schema lock like a step.
+/// outcomes on, or with another `--abandon-after`), holding the schema lock like a step.
 async fn reconcile_outcomes(client: &mut Client, metrics: &Metrics) -> Result<(), Error> {
     let tx = client.transaction().await?;
-    apply::lock_schema(&tx, LIVE_SCHEMA).await?;
-    let decided = outcome::reconcile(&tx, LIVE_SCHEMA).await?;
+    let db = Db::new(&tx);
+    apply::lock_schema(&db, LIVE_SCHEMA).await?;
+    let decided = outcome::reconcile(&db, LIVE_SCHEMA).await?;
     if decided.total() > 0 {
         let message = OutcomesDecided {
             decided: decided.total(),

@@ -15,13 +15,14 @@ use tokio_postgres::{GenericClient, Transaction};
 
 use crate::Error;
 use crate::delta::{Cart, CartOutcomes, Counters, Delta};
+use crate::sql::Db;
 
 /// Rows per statement: keeps a rebuild's millions of carts in bounded messages.
 const ROWS_PER_STATEMENT: usize = 20_000;
 
 /// The stored states of the carts `delta` touches.
 pub async fn stored_carts(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
 ) -> Result<HashMap<String, Cart>, Error> {
@@ -51,6 +52,7 @@ pub async fn stored_carts(
                     removed_value: row.get(9),
                     revenue: row.get(10),
                 },
+                new: false,
             };
             carts.insert(row.get(0), cart);
         }
@@ -110,7 +112,7 @@ impl CounterColumns {
 /// Adds counters keyed by `key_column` (of SQL type `key_type`) to `schema.table`, for the
 /// keys that pass `keep` (a `WHERE` on `x.key_column`, or nothing).
 async fn add_counters<K: ToSql + Sync + Clone>(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     (table, key_column, key_type): (&str, &str, &str),
     rows: &HashMap<K, Counters>,
@@ -134,14 +136,20 @@ async fn add_counters<K: ToSql + Sync + Clone>(
 
 /// Writes everything in `delta` (whose carts are settled) and moves the checkpoint to `next_tx`.
 pub async fn write(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
     next_tx: i64,
 ) -> Result<(), Error> {
-    write_customers(client, schema, delta).await?;
-    write_carts(client, schema, delta).await?;
-    write_rest(client, schema, delta, next_tx).await
+    // One connection, several tables: tokio-postgres pipelines statements issued together, so
+    // the step waits about one round trip for them instead of one each. The timeline follows,
+    // because it reads the watermark the checkpoint update sets.
+    futures::try_join!(
+        write_customers(client, schema, delta),
+        write_carts(client, schema, delta),
+        write_counters(client, schema, delta, next_tx),
+    )?;
+    write_timeline(client, schema, delta).await
 }
 
 /// [`write()`] into empty tables (a rebuild's bulk pass): the two large tables go in with
@@ -154,47 +162,64 @@ pub async fn write_into_empty(
 ) -> Result<(), Error> {
     copy_customers(tx, schema, delta).await?;
     copy_carts(tx, schema, delta).await?;
-    write_rest(tx, schema, delta, next_tx).await
+    let db = Db::new(tx);
+    write_counters(&db, schema, delta, next_tx).await?;
+    write_timeline(&db, schema, delta).await
 }
 
-/// The small tables and the checkpoint.
-async fn write_rest(
-    client: &impl GenericClient,
+/// The small tables and the checkpoint, pipelined like [`write()`]'s tables.
+async fn write_counters(
+    client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
     next_tx: i64,
 ) -> Result<(), Error> {
     let all = "";
-    let products = ("product_stats", "product_id", "int8");
-    add_counters(client, schema, products, &delta.products, all).await?;
-    let hours = ("hourly_stats", "hour", "timestamptz");
-    add_counters(client, schema, hours, &delta.hours, all).await?;
-    let bands = ("price_band_stats", "band_floor", "int4");
-    add_counters(client, schema, bands, &delta.price_bands, all).await?;
-    write_cart_outcomes(
-        client,
-        schema,
-        ("cart_hourly", "hour"),
-        &delta.cart_hours,
-        all,
-    )
-    .await?;
-    client
-        .execute(
-            &format!(
-                "UPDATE {schema}.checkpoint SET next_tx = $1, events = events + $2, \
-                 watermark = GREATEST(watermark, $3), updated_at = now()"
-            ),
-            &[&next_tx, &delta.events, &delta.watermark],
-        )
-        .await?;
-    write_timeline(client, schema, delta).await
+    let checkpoint = format!(
+        "UPDATE {schema}.checkpoint SET next_tx = $1, events = events + $2, \
+         watermark = GREATEST(watermark, $3), updated_at = now()"
+    );
+    futures::try_join!(
+        add_counters(
+            client,
+            schema,
+            ("product_stats", "product_id", "int8"),
+            &delta.products,
+            all
+        ),
+        add_counters(
+            client,
+            schema,
+            ("hourly_stats", "hour", "timestamptz"),
+            &delta.hours,
+            all
+        ),
+        add_counters(
+            client,
+            schema,
+            ("price_band_stats", "band_floor", "int4"),
+            &delta.price_bands,
+            all
+        ),
+        write_cart_outcomes(
+            client,
+            schema,
+            ("cart_hourly", "hour"),
+            &delta.cart_hours,
+            all
+        ),
+        async {
+            let params: [&(dyn ToSql + Sync); 3] = [&next_tx, &delta.events, &delta.watermark];
+            client.execute(&checkpoint, &params).await
+        },
+    )?;
+    Ok(())
 }
 
 /// The minute buckets inside `minute_retention` of the watermark (which the step has just
 /// moved), and the end of those that fell out of it.
 async fn write_timeline(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
 ) -> Result<(), Error> {
@@ -214,7 +239,7 @@ async fn write_timeline(
 }
 
 async fn write_customers(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
 ) -> Result<(), Error> {
@@ -257,20 +282,38 @@ async fn write_customers(
     Ok(())
 }
 
+/// The carts, whole. New ones (the step holds the schema's lock, so nothing else can have
+/// written them since they were looked up) are plainly inserted, which takes PostgreSQL
+/// half the time of an upsert (6,300 carts: 40 against 77 ms); the others are upserted.
 async fn write_carts(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
 ) -> Result<(), Error> {
-    let sql = format!(
-        "INSERT INTO {schema}.carts AS t (cart_key, {COUNTERS}, customer_id, first_at, last_at) \
+    let insert = format!(
+        "INSERT INTO {schema}.carts (cart_key, {COUNTERS}, customer_id, first_at, last_at) \
          SELECT * FROM UNNEST($1::text[], {COUNTER_ARRAYS}, $9::int8[], $10::timestamptz[], \
-             $11::timestamptz[]) \
-         ON CONFLICT (cart_key) DO UPDATE SET {SET_COUNTERS}, \
+             $11::timestamptz[])"
+    );
+    let upsert = format!(
+        "{insert} ON CONFLICT (cart_key) DO UPDATE SET {SET_COUNTERS}, \
              customer_id = EXCLUDED.customer_id, first_at = EXCLUDED.first_at, \
              last_at = EXCLUDED.last_at"
     );
-    let rows: Vec<_> = delta.carts.iter().collect();
+    let (new, old): (Vec<_>, Vec<_>) = delta.carts.iter().partition(|(_, c)| c.new);
+    futures::try_join!(
+        insert_carts(client, &insert, &new),
+        insert_carts(client, &upsert, &old),
+    )?;
+    Ok(())
+}
+
+/// Runs `sql`, an insert of carts from the arrays of their columns, over `rows`.
+async fn insert_carts(
+    client: &Db<'_, impl GenericClient + Sync>,
+    sql: &str,
+    rows: &[(&String, &Cart)],
+) -> Result<(), Error> {
     for part in rows.chunks(ROWS_PER_STATEMENT) {
         let keys: Vec<&str> = part.iter().map(|(k, _)| k.as_str()).collect();
         let mut columns = CounterColumns::default();
@@ -284,7 +327,7 @@ async fn write_carts(
         }
         let mut params = columns.params(&keys);
         params.extend([&customer as &(dyn ToSql + Sync), &first, &last]);
-        client.execute(&sql, &params).await?;
+        client.execute(sql, &params).await?;
     }
     Ok(())
 }
@@ -292,7 +335,7 @@ async fn write_carts(
 /// Adds cart outcome changes to `table` (`cart_hourly` or `cart_minutely`), keyed by the
 /// time column `key`, for the keys that pass `keep`.
 async fn write_cart_outcomes(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     (table, key): (&str, &str),
     rows: &HashMap<DateTime<Utc>, CartOutcomes>,

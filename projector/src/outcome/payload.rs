@@ -1,9 +1,9 @@
 //! An outcome's payload: the cart's events read back from the log (their ids, what is in
 //! the cart or was bought) and the [`CartOutcome`] built from them.
 //!
-//! The log has no index by cart (one would slow every insert); a cart's events lie between
-//! its first and last event time, which the BRIN index on `timestamp` narrows to a few
-//! blocks. Carts are read in groups close in time, so each group's window stays narrow.
+//! A cart's events are found through the index on `session_id`; a v1 cart (no session: a
+//! customer's day) through its time window, which the BRIN index on `timestamp` narrows,
+//! read in groups close in time so each group's window stays narrow.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::Changed;
 use crate::Error;
 use crate::delta::{Action, LogEvent, cart_key};
+use crate::sql::Db;
 
 /// Carts whose events one query reads.
 const CARTS_PER_READ: usize = 500;
@@ -31,58 +32,87 @@ pub(crate) struct CartLine {
 }
 
 /// The applied events (`tx_id < applied_below`) of each of `changed`'s carts, by cart key,
-/// in event time order. Sorts `changed` by first event time.
+/// in event time order: through the session index, and for the carts it finds nothing for
+/// (v1 carts, keyed by customer and day) through their time window. Sorts `changed` by first
+/// event time.
 pub(crate) async fn read_carts(
-    client: &impl GenericClient,
+    client: &Db<'_, impl GenericClient + Sync>,
     changed: &mut [Changed],
     applied_below: i64,
 ) -> Result<HashMap<String, Vec<CartLine>>, Error> {
-    changed.sort_by_key(|c| c.first_at);
     let mut carts: HashMap<String, Vec<CartLine>> = HashMap::new();
     for group in changed.chunks(CARTS_PER_READ) {
+        let keys: Vec<&str> = group.iter().map(|c| c.cart_key.as_str()).collect();
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS} FROM events WHERE session_id = ANY($1) AND tx_id < $2"),
+                &[&keys, &applied_below],
+            )
+            .await?;
+        collect(rows, &keys.iter().copied().collect(), &mut carts)?;
+    }
+    changed.sort_by_key(|c| c.first_at);
+    let v1: Vec<&Changed> = changed
+        .iter()
+        .filter(|c| !carts.contains_key(&c.cart_key))
+        .collect();
+    for group in v1.chunks(CARTS_PER_READ) {
         let from = group.iter().map(|c| c.first_at).min();
         let to = group.iter().map(|c| c.last_at).max();
         let wanted: HashSet<&str> = group.iter().map(|c| c.cart_key.as_str()).collect();
-        let keys: Vec<&str> = wanted.iter().copied().collect();
         let customers: Vec<i64> = group.iter().map(|c| c.customer_id).collect();
         let rows = client
             .query(
-                "SELECT event_id, customer_id, product_id, product_price, action, \"timestamp\", \
-                     session_id FROM events \
-                 WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND tx_id < $3 \
-                   AND (session_id = ANY($4) OR (session_id IS NULL AND customer_id = ANY($5)))",
-                &[&from, &to, &applied_below, &keys, &customers],
+                &format!(
+                    "SELECT {COLUMNS} FROM events \
+                     WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND tx_id < $3 \
+                       AND session_id IS NULL AND customer_id = ANY($4)"
+                ),
+                &[&from, &to, &applied_below, &customers],
             )
             .await?;
-        for row in rows {
-            let action: &str = row.get(4);
-            let action =
-                Action::from_db(action).ok_or_else(|| Error::UnknownAction(action.into()))?;
-            let e = LogEvent {
-                customer_id: row.get(1),
-                product_id: row.get(2),
-                price: row.get(3),
-                action,
-                timestamp: row.get(5),
-                session_id: row.get(6),
-            };
-            let key = cart_key(&e);
-            if !wanted.contains(key.as_str()) {
-                continue;
-            }
-            carts.entry(key).or_default().push(CartLine {
-                event_id: row.get(0),
-                product_id: e.product_id,
-                price: e.price,
-                action: e.action,
-                timestamp: e.timestamp,
-            });
-        }
+        collect(rows, &wanted, &mut carts)?;
     }
     for lines in carts.values_mut() {
         lines.sort_by_key(|l| (l.timestamp, l.event_id));
     }
     Ok(carts)
+}
+
+/// The columns [`collect`] reads.
+const COLUMNS: &str =
+    "event_id, customer_id, product_id, product_price, action, \"timestamp\", session_id";
+
+/// Adds the `rows` of the `wanted` carts to `carts`.
+fn collect(
+    rows: Vec<tokio_postgres::Row>,
+    wanted: &HashSet<&str>,
+    carts: &mut HashMap<String, Vec<CartLine>>,
+) -> Result<(), Error> {
+    for row in rows {
+        let action: &str = row.get(4);
+        let action = Action::from_db(action).ok_or_else(|| Error::UnknownAction(action.into()))?;
+        let e = LogEvent {
+            customer_id: row.get(1),
+            product_id: row.get(2),
+            price: row.get(3),
+            action,
+            timestamp: row.get(5),
+            session_id: row.get(6),
+        };
+        let key = cart_key(&e);
+        if !wanted.contains(key.as_str()) {
+            continue;
+        }
+        carts.entry(key).or_default().push(CartLine {
+            event_id: row.get(0),
+            product_id: e.product_id,
+            price: e.price,
+            action: e.action,
+            timestamp: e.timestamp,
+        });
+    }
+    Ok(())
 }
 
 /// The `sequence`-th outcome of cart `c`, of kind `kind`, from its `events`.
