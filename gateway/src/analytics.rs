@@ -1,18 +1,22 @@
-//! Keeps the hub's snapshot current: woken by the projector's NOTIFY, coalesced per tick.
+//! Keeps the hub's snapshot current: woken by the projector's NOTIFY, read at once when the
+//! last read is a spacing old (the tick, or four times what the last read or broadcast took
+//! when that is more: `pace.rs`), else coalesced until it is.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cartflow_common::channels;
 use cartflow_common::retry::Backoff;
 use cartflow_common::{DatabaseUrl, db};
 use deadpool_postgres::Pool;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::changes::Changes;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::pace::Pace;
 use crate::{Error, snapshot};
 
 /// Read the analytics this often even without a NOTIFY (a missed one, or the abandonment
@@ -57,10 +61,18 @@ async fn follow(
     let mut dirty = true;
     // The oldest publish time among the projector steps not yet pushed.
     let mut oldest: Option<i64> = None;
-    let mut last = Instant::now();
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pace = Pace::new(tick);
+    // What the last read and publish took: reading is the analytics' own cost, on PostgreSQL
+    // (tens of milliseconds on a large database), so it spaces the reads as a broadcast does.
+    let mut read_cost = Duration::ZERO;
     loop {
+        // Without a change, the analytics are read again after REFRESH_EVERY all the same.
+        let wait = if dirty {
+            pace.spacing(hub.broadcast_cost().max(read_cost))
+        } else {
+            REFRESH_EVERY
+        };
+        let due = pace.after(wait);
         tokio::select! {
             n = notifications.recv() => match n {
                 Some(changed) => {
@@ -72,21 +84,20 @@ async fn follow(
                 }
                 None => return Err(Error::Snapshot("the LISTEN connection closed".into())),
             },
-            _ = ticker.tick() => {
-                if dirty || last.elapsed() >= REFRESH_EVERY {
-                    let started = Instant::now();
-                    let mut data = snapshot::load(pool).await?;
-                    changes.mark(&mut data, metrics);
-                    metrics.snapshot_seconds.observe(started.elapsed().as_secs_f64());
-                    let changed = hub.publish_snapshot(data);
-                    if changed > 0 {
-                        metrics.broadcasts.with_label_values(&["analytics"]).inc();
-                        metrics.pushed_latency.observe_all(oldest.take());
-                        debug!(changed, "Broadcast an analytics delta.");
-                    }
-                    dirty = false;
-                    last = Instant::now();
+            () = tokio::time::sleep_until(due) => {
+                let started = Instant::now();
+                let mut data = snapshot::load(pool).await?;
+                changes.mark(&mut data, metrics);
+                metrics.snapshot_seconds.observe(started.elapsed().as_secs_f64());
+                let changed = hub.publish_snapshot(data);
+                if changed > 0 {
+                    metrics.broadcasts.with_label_values(&["analytics"]).inc();
+                    metrics.pushed_latency.observe_all(oldest.take());
+                    debug!(changed, "Broadcast an analytics delta.");
                 }
+                dirty = false;
+                pace.sent(started);
+                read_cost = started.elapsed();
             }
             () = shutdown.cancelled() => return Ok(()),
         }

@@ -53,11 +53,14 @@ pub struct Config {
     /// from its accept or its last request; then it is closed.
     #[arg(long, env = "CARTFLOW_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub handshake_timeout_secs: u64,
-    /// Messages a client may fall behind before it is cut (close code 4001).
+    /// Messages a client may have waiting beyond what its socket took before it is cut (close
+    /// code 4001).
     #[arg(long, env = "CARTFLOW_CLIENT_QUEUE", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub client_queue: u32,
-    /// Updates are coalesced and sent at most once per tick, in milliseconds.
-    #[arg(long, env = "CARTFLOW_TICK_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    /// Analytics updates and feed messages go out at once when the last went out at least a
+    /// tick ago, else coalesced until it did: at most one per tick, in milliseconds. A large
+    /// audience spaces them further: four times what the last broadcast took the writers.
+    #[arg(long, env = "CARTFLOW_TICK_MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub tick_ms: u64,
     /// Largest message a client may send, in bytes; larger ones close the connection (1009).
     #[arg(long, env = "CARTFLOW_MAX_MESSAGE_BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]

@@ -1,5 +1,7 @@
 //! The live event feed: every partition of the cart-events topic, from the end, without a
-//! consumer group (each gateway instance sees every event), coalesced per tick.
+//! consumer group (each gateway instance sees every event). An event goes out at once when the
+//! last message is a spacing old (the tick, or more for a large audience: `pace.rs`),
+//! else coalesced with the others until it is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +15,15 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::hub::{Channel, Hub};
 use crate::metrics::Metrics;
+use crate::pace::Pace;
 
-/// Events listed in one feed message; the rest of the tick's events are only counted.
+/// Events listed in one feed message; the rest of those coalesced are only counted.
 const EVENTS_PER_MESSAGE: usize = 25;
 
 /// Runs until `shutdown`; waits for the broker and the topic when they are not there yet.
@@ -63,7 +67,7 @@ fn assign(args: &KafkaArgs, topic: &str) -> Result<StreamConsumer, String> {
         .set("group.id", "cartflow-gateway")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        // A broker may hold a fetch this long when there is little to read: keep it under a tick.
+        // A fetch returns with the first byte that arrives; this only bounds an idle one.
         .set("fetch.wait.max.ms", "50")
         .create()
         .map_err(|e| e.to_string())?;
@@ -106,8 +110,19 @@ impl Follower<'_> {
         let mut seq = crate::hub::first_seq();
         // Publish times of the tick's events, for the latency metric.
         let mut published: Vec<i64> = Vec::new();
-        let mut ticker = tokio::time::interval(tick);
+        let mut pace = Pace::new(tick);
         loop {
+            // Under load the topic always has a message ready and no await below waits:
+            // spending tokio's budget lets the writers and the analytics run (see
+            // cartflow_producer's publisher for what a task that never yields does).
+            tokio::task::coop::consume_budget().await;
+            let due = (count > 0).then(|| pace.next(hub.broadcast_cost()));
+            let send = async {
+                match due {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 m = consumer.recv() => match m {
                     Ok(m) => {
@@ -129,15 +144,14 @@ impl Follower<'_> {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 },
-                _ = ticker.tick() => {
-                    if count > 0 {
-                        let events = std::mem::take(&mut pending);
-                        seq += 1;
-                        hub.broadcast(Channel::Feed, &json!({"type": "feed", "seq": seq, "count": count, "events": events}));
-                        metrics.broadcasts.with_label_values(&["feed"]).inc();
-                        metrics.feed_latency.observe_all(published.drain(..));
-                        count = 0;
-                    }
+                () = send => {
+                    let events = std::mem::take(&mut pending);
+                    seq += 1;
+                    hub.broadcast(Channel::Feed, &json!({"type": "feed", "seq": seq, "count": count, "events": events}));
+                    metrics.broadcasts.with_label_values(&["feed"]).inc();
+                    metrics.feed_latency.observe_all(published.drain(..));
+                    count = 0;
+                    pace.sent(Instant::now());
                 }
                 () = shutdown.cancelled() => return,
             }

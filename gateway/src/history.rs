@@ -1,10 +1,10 @@
-//! The latest analytics deltas, kept for clients that reconnect with `?since=SEQ`
+//! The latest analytics deltas (as frames, ready to write), kept for clients that reconnect with `?since=SEQ`
 //! (docs/gateway.md, "Resuming"): bounded by their total size and by age, oldest dropped first.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 
 /// How much history is kept (`--resume-history-bytes`, `--resume-max-age-secs`).
 #[derive(Debug, Clone, Copy)]
@@ -17,7 +17,7 @@ pub struct Bounds {
 struct Kept {
     seq: u64,
     at: Instant,
-    text: Utf8Bytes,
+    text: Bytes,
 }
 
 /// Consecutive deltas, by sequence.
@@ -39,7 +39,7 @@ impl History {
 
     /// Keeps the delta `seq` (one more than the last one kept) and drops what is out of
     /// bounds.
-    pub fn push(&mut self, seq: u64, text: Utf8Bytes) {
+    pub fn push(&mut self, seq: u64, text: Bytes) {
         self.bytes += text.len();
         self.deltas.push_back(Kept {
             seq,
@@ -60,7 +60,7 @@ impl History {
     /// Every delta after `since` up to `current`, when all of them are still kept; an empty
     /// list when `since` is `current`. None when the history does not cover it (too old, or
     /// a sequence this gateway never issued).
-    pub fn after(&self, since: u64, current: u64) -> Option<Vec<Utf8Bytes>> {
+    pub fn after(&self, since: u64, current: u64) -> Option<Vec<Bytes>> {
         if since == current {
             return Some(Vec::new());
         }
@@ -98,9 +98,13 @@ mod tests {
     fn serves_what_was_missed_while_it_is_kept() {
         let mut h = history(1_000);
         for seq in 11..=15 {
-            h.push(seq, Utf8Bytes::from(format!("d{seq}")));
+            h.push(seq, Bytes::from(format!("d{seq}")));
         }
-        let texts = |v: Vec<Utf8Bytes>| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let texts = |v: Vec<Bytes>| {
+            v.iter()
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(texts(h.after(12, 15).unwrap()), ["d13", "d14", "d15"]);
         assert_eq!(h.after(15, 15).unwrap().len(), 0, "nothing missed");
         assert_eq!(
@@ -116,7 +120,7 @@ mod tests {
     fn drops_the_oldest_past_its_size() {
         let mut h = history(10);
         for seq in 1..=4 {
-            h.push(seq, Utf8Bytes::from("1234"));
+            h.push(seq, Bytes::from_static(b"1234"));
         }
         // 16 bytes kept at most 10: only deltas 3 and 4 remain.
         assert!(h.after(1, 4).is_none());

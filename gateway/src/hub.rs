@@ -1,24 +1,26 @@
-//! The fan-out: every message is serialised once and shared by all clients.
+//! The fan-out: every message is serialised and framed once and shared by all clients,
+//! through the [`writers`](crate::writers).
 //!
-//! A client's queue is its position in one bounded broadcast ring: a client more than the
-//! ring's length behind is cut (it would otherwise hold memory for everyone), and the others
-//! never wait for it. The current snapshot is kept beside the ring and handed out under the
-//! same lock as each update is published, so a new client gets the snapshot and then exactly
-//! the updates after it. A client that resumes (`?since=SEQ`) gets, under the same lock, the
-//! deltas it missed from the [`History`] instead, when it still has them.
+//! The current snapshot is kept here and a new client is handed to its writer under the same
+//! lock as each update is published, so it gets the snapshot and then exactly the updates
+//! after it. A client that resumes (`?since=SEQ`) gets, under the same lock, the deltas it
+//! missed from the [`History`] instead, when it still has them.
 //!
 //! Sequences start at the gateway's start time in milliseconds since the epoch, so a sequence
 //! from an earlier gateway process is always older than this one's history (at most one delta
 //! per tick of 10 ms or more cannot catch up with the clock).
 
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use tokio::sync::broadcast;
 
 use crate::history::{Bounds, History};
+use crate::writers::Fanout;
+use crate::ws::frame;
+use crate::ws::peer::Peer;
 
 /// What a client can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,55 +48,57 @@ impl Channel {
     }
 }
 
-/// One serialised message for every subscriber of its channel.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub channel: Channel,
-    pub text: Utf8Bytes,
-}
-
 #[derive(Debug)]
 struct Current {
     seq: u64,
     data: Map<String, Value>,
-    /// `data` as a snapshot message, serialised once.
+    /// `data` as a snapshot message, serialised once (for `/api/snapshot`) ...
     message: Option<Utf8Bytes>,
+    /// ... and framed once (for new clients).
+    frame: Option<Bytes>,
     history: History,
 }
 
 /// How a client's analytics begin.
 #[derive(Debug)]
 pub enum Start {
-    /// The current snapshot message (None before the analytics were first read).
-    Snapshot(Option<Utf8Bytes>),
-    /// The deltas after the client's `since`, in order (none when it missed nothing).
-    Resume(Vec<Utf8Bytes>),
+    /// The current snapshot frame (None before the analytics were first read).
+    Snapshot(Option<Bytes>),
+    /// The frames of the deltas after the client's `since`, in order (none when it missed
+    /// nothing).
+    Resume(Vec<Bytes>),
 }
 
 #[derive(Debug)]
 pub struct Hub {
-    tx: broadcast::Sender<Outgoing>,
+    fanout: Fanout,
     current: RwLock<Current>,
 }
 
 impl Hub {
-    /// A hub whose clients may fall `queue` messages behind, keeping `history` for resumes.
-    pub fn new(queue: usize, history: Bounds) -> Arc<Hub> {
-        let (tx, _) = broadcast::channel(queue.max(1));
+    /// A hub writing through `fanout`, keeping `history` for resumes.
+    pub fn new(fanout: Fanout, history: Bounds) -> Arc<Hub> {
         Arc::new(Hub {
-            tx,
+            fanout,
             current: RwLock::new(Current {
                 seq: first_seq(),
                 data: Map::new(),
                 message: None,
+                frame: None,
                 history: History::new(history),
             }),
         })
     }
 
-    /// How the client begins (the snapshot, or with `since` the deltas after it when the
-    /// history covers them) and a receiver of everything published after that.
-    pub fn subscribe(&self, since: Option<u64>) -> (Start, broadcast::Receiver<Outgoing>) {
+    /// Hands `peer` to a writer. `begin` turns how its analytics start (the snapshot, or with
+    /// `since` the deltas after it when the history covers them) into the frames it gets
+    /// first; everything published after that follows them.
+    pub(crate) fn join(
+        &self,
+        peer: Arc<Peer>,
+        since: Option<u64>,
+        begin: impl FnOnce(Start) -> Vec<Bytes>,
+    ) {
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
         let resumed = since.and_then(|s| {
             current.message.as_ref()?;
@@ -102,9 +106,9 @@ impl Hub {
         });
         let start = match resumed {
             Some(deltas) => Start::Resume(deltas),
-            None => Start::Snapshot(current.message.clone()),
+            None => Start::Snapshot(current.frame.clone()),
         };
-        (start, self.tx.subscribe())
+        self.fanout.join(peer, begin(start));
     }
 
     /// Stores a new snapshot and broadcasts what changed. Returns the number of changed keys.
@@ -117,26 +121,26 @@ impl Hub {
         let n = changes.len();
         current.seq += 1;
         let seq = current.seq;
-        current.message = Some(text(
-            &json!({"type": "snapshot", "seq": seq, "data": &data}),
-        ));
+        let message = json!({"type": "snapshot", "seq": seq, "data": &data}).to_string();
+        current.frame = Some(frame::text(&message));
+        current.message = Some(Utf8Bytes::from(message));
         current.data = data;
-        let delta = text(&json!({"type": "delta", "seq": seq, "changes": changes}));
+        let delta =
+            frame::text(&json!({"type": "delta", "seq": seq, "changes": changes}).to_string());
         current.history.push(seq, delta.clone());
-        // No subscribers is not an error.
-        let _ = self.tx.send(Outgoing {
-            channel: Channel::Analytics,
-            text: delta,
-        });
+        self.fanout.send(Channel::Analytics, &delta);
         n
     }
 
     /// Broadcasts a message to every subscriber of `channel`.
     pub fn broadcast(&self, channel: Channel, message: &Value) {
-        let _ = self.tx.send(Outgoing {
-            channel,
-            text: text(message),
-        });
+        self.fanout
+            .send(channel, &frame::text(&message.to_string()));
+    }
+
+    /// What the latest broadcast cost the writers: the slowest one's latest pass.
+    pub(crate) fn broadcast_cost(&self) -> Duration {
+        self.fanout.cost()
     }
 
     /// The current snapshot message (what `/api/snapshot` serves), once the analytics were read.
@@ -155,10 +159,6 @@ pub fn first_seq() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn text(v: &Value) -> Utf8Bytes {
-    Utf8Bytes::from(v.to_string())
 }
 
 /// The keys of `new` whose value differs from `old`, with their new values.

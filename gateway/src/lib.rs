@@ -5,13 +5,14 @@
 //! projector's views, refreshed on its NOTIFY) and the cart-events topic (the live feed).
 //!
 //! - [`snapshot`] reads the analytics in one statement;
-//! - [`hub`] finds what changed, serialises each update once and fans it out through a
-//!   bounded ring, keeping the latest deltas in a [`history`] for clients that resume;
+//! - [`hub`] finds what changed, serialises and frames each update once and hands it to the
+//!   [`writers`] (a task per core), keeping the latest deltas in a [`history`] for clients
+//!   that resume;
 //! - [`analytics`] and [`feed`] feed the hub, coalesced per tick;
 //! - [`changes`] marks the timeline's minutes whose abandonment rate left its usual range;
 //! - [`drilldown`] serves the raw events behind a number (`/api/events`, `/api/carts/{key}`);
 //! - [`auth`] is the token layer on `/api/*` and `/ws`, and the Origin rule;
-//! - [`ws`] checks the rest of a handshake and runs each client (queue, pings, limits).
+//! - [`ws`] checks the rest of a handshake and runs each client (its queue, pings, limits).
 
 pub mod analytics;
 mod assets;
@@ -25,9 +26,11 @@ pub mod history;
 pub mod hub;
 mod listener;
 pub mod metrics;
+mod pace;
 mod server;
 pub mod snapshot;
 mod state;
+pub mod writers;
 pub mod ws;
 
 pub use config::Config;

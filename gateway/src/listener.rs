@@ -241,6 +241,26 @@ pub(crate) struct GuardedStream {
     timeouts: IntCounter,
 }
 
+/// What an open connection holds: its places among all connections and its address's.
+#[derive(Debug)]
+pub(crate) struct Held {
+    _slot: OwnedSemaphorePermit,
+    _ip: IpSlot,
+}
+
+impl GuardedStream {
+    /// The socket of a connection that became a WebSocket, and its places, which its session
+    /// keeps until it has closed the socket (lingering, as [`Lingering`] does).
+    pub(crate) fn into_upgraded(mut self) -> (TcpStream, Held) {
+        let stream = self.inner.0.take().expect("the stream until drop");
+        let held = Held {
+            _slot: self._slot,
+            _ip: self._ip,
+        };
+        (stream, held)
+    }
+}
+
 impl AsyncRead for GuardedStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -318,17 +338,22 @@ impl Lingering {
 
 impl Drop for Lingering {
     fn drop(&mut self) {
-        let (Some(mut stream), Ok(runtime)) =
-            (self.0.take(), tokio::runtime::Handle::try_current())
+        let (Some(stream), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
         else {
             return;
         };
-        runtime.spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = stream.shutdown().await;
-            let mut sink = [0u8; 8192];
-            let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
-            let _ = tokio::time::timeout(LINGER, drain).await;
-        });
+        runtime.spawn(close_lingering(stream));
     }
+}
+
+/// Closes `stream` as [`Lingering`] describes: FIN, then reads and drops what the peer still
+/// sends until it closes too or [`LINGER`] passes.
+pub(crate) async fn close_lingering(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    // On the heap: a WebSocket session awaits this, and an array would sit in its future for
+    // the client's whole life.
+    let mut sink = vec![0u8; 8192];
+    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }

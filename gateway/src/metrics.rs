@@ -20,6 +20,8 @@ pub struct Metrics {
     pub sent: IntCounter,
     /// Messages broadcast, by channel (analytics, feed).
     pub broadcasts: IntCounterVec,
+    /// Time a writer takes to hand what it received at once to each of its clients.
+    pub writer_pass_seconds: Histogram,
     /// Cart events read from the topic for the feed.
     pub feed_events: IntCounter,
     /// Time to read the analytics snapshot.
@@ -142,6 +144,11 @@ impl Metrics {
                 "Messages broadcast (serialised once each), by channel.",
                 "channel",
                 &[],
+            ),
+            writer_pass_seconds: r.histogram(
+                "cartflow_gateway_writer_pass_seconds",
+                "Time a writer task takes to hand the messages it received at once to each of its clients; what spaces the feed and the analytics deltas.",
+                io_seconds_buckets(),
             ),
             feed_events: r.counter(
                 "cartflow_gateway_feed_events_total",

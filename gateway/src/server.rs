@@ -27,6 +27,7 @@ use crate::auth::{self, Access};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::state::Shared;
+use crate::writers::Fanout;
 use crate::{Config, Error, analytics, assets, drilldown, feed, ws};
 use deadpool_postgres::Pool;
 
@@ -56,15 +57,25 @@ impl Gateway {
         let registry = ops::registry();
         let metrics = Metrics::new(&registry);
         let health = Health::default();
+        let tasks = TaskTracker::new();
+        // A writer per core (the runtime's worker threads, by default one per core).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (fanout, writers) = Fanout::new(cores);
+        for writer in writers {
+            tasks.spawn(writer.run(
+                metrics.sent.clone(),
+                metrics.writer_pass_seconds.clone(),
+                shutdown.clone(),
+            ));
+        }
         let hub = Hub::new(
-            config.client_queue as usize,
+            fanout,
             crate::history::Bounds {
                 max_bytes: usize::try_from(config.resume_history_bytes).unwrap_or(usize::MAX),
                 max_age: Duration::from_secs(config.resume_max_age_secs),
             },
         );
         let tick = Duration::from_millis(config.tick_ms);
-        let tasks = TaskTracker::new();
         tasks.spawn(analytics::run(
             config.database.database_url.clone(),
             pool.clone(),
@@ -104,6 +115,7 @@ impl Gateway {
             slots: Arc::new(tokio::sync::Semaphore::new(config.max_clients as usize)),
             max_message_bytes: config.max_message_bytes as usize,
             ping_every: Duration::from_secs(config.ping_secs),
+            queue: config.client_queue as usize,
         };
         let app = router(shared, pool, access, limits).merge(ops::router(registry, health.clone()));
         let addr = listener.local_addr()?;

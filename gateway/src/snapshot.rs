@@ -77,7 +77,13 @@ const PARTS: [(&str, &str); 16] = [
     ),
 ];
 
-fn query() -> String {
+/// The statement, built once.
+fn query() -> &'static str {
+    static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    QUERY.get_or_init(build_query)
+}
+
+fn build_query() -> String {
     let fields: Vec<String> = PARTS
         .iter()
         .map(|(key, sql)| format!("'{key}', coalesce({sql}, '[]'::json)"))
@@ -88,7 +94,12 @@ fn query() -> String {
 /// Reads every analytic.
 pub async fn load(pool: &Pool) -> Result<Map<String, Value>, Error> {
     let client = pool.get().await?;
-    let text: String = client.query_one(&query(), &[]).await?.get(0);
+    // Prepared once per connection: planning the sixteen views took longer than running them
+    // (23 ms against 15 ms on an empty database, 49 against 32 on 453,000 events), and a
+    // statement without parameters keeps its plan (PostgreSQL re-plans it after DDL, such as
+    // a rebuild's swap).
+    let statement = client.prepare_cached(query()).await?;
+    let text: String = client.query_one(&statement, &[]).await?.get(0);
     match serde_json::from_str(&text)? {
         Value::Object(map) => Ok(map),
         _ => Err(Error::Snapshot("not a JSON object".into())),
