@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub mod analytics;
 pub mod outcomes;
+pub mod process;
 pub mod ws;
 
 use cartflow_common::config::{DatabaseArgs, KafkaArgs, TopicArgs};

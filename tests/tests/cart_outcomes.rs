@@ -1,10 +1,9 @@
 //! Cart outcomes (#17) against the real broker and PostgreSQL: every cart's outcome on the
 //! `cart-outcomes` topic exactly once and equal to the analytics' verdict, through SIGKILLs of
-//! the projector and of the relay and across a rebuild; a late purchase corrects an abandoned
-//! cart; the example subscriber turns abandoned carts into recovery messages.
+//! the projector and of the relay and across a rebuild; a late purchase or a shopper back
+//! corrects an abandoned cart; the example subscriber turns abandoned carts into recovery messages.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use cartflow_tests::analytics::{project_everything, projected_everything};
 use cartflow_tests::outcomes::{
     all_published, insert_carts, read_outcomes, relay_flags, spawn_relay, topic,
 };
+use cartflow_tests::process::{Service, projector_flags};
 use cartflow_tests::{TestEnv, any_port, wait_until};
 use rand::RngExt;
 use rust_decimal::Decimal;
@@ -20,67 +20,28 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 /// A `cartflow-projector` process (the projector or its relay), SIGKILLed when dropped.
-struct Process {
-    child: Child,
+const PROJECTOR: &str = env!("CARGO_BIN_EXE_tested-projector");
+
+/// A projector process, applying small steps so that kills land mid-way.
+async fn start_projector(env: &TestEnv) -> Service {
+    Service::start(PROJECTOR, &projector_flags(&env.database_url, 300)).await
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    async fn projector(env: &TestEnv) -> Process {
-        Process::start(&[
-            "--database-url",
-            &env.database_url,
-            "--chunk-events",
-            "300",
-            "--skip-migrations",
+/// A relay process, publishing small batches.
+async fn start_relay(env: &TestEnv) -> Service {
+    let mut args = relay_flags(env);
+    args.extend(
+        [
+            "--relay-batch",
+            "40",
+            "--poll-ms",
+            "100",
             "--standby-poll-ms",
             "100",
-            "--poll-ms",
-            "200",
-        ])
-        .await
-    }
-
-    async fn relay(env: &TestEnv) -> Process {
-        let mut args = relay_flags(env);
-        args.extend(
-            [
-                "--relay-batch",
-                "40",
-                "--poll-ms",
-                "100",
-                "--standby-poll-ms",
-                "100",
-            ]
-            .map(String::from),
-        );
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Process::start(&args).await
-    }
-
-    async fn start(args: &[&str]) -> Process {
-        let port = any_port().await.local_addr().expect("port").port();
-        let child = Command::new(env!("CARGO_BIN_EXE_tested-projector"))
-            .args(args)
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start cartflow-projector");
-        Process { child }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
+        ]
+        .map(String::from),
+    );
+    Service::start(PROJECTOR, &args).await
 }
 
 async fn count(client: &Client, sql: &str) -> i64 {
@@ -104,6 +65,11 @@ fn by_cart(outcomes: &[CartOutcome]) -> HashMap<String, Vec<&CartOutcome>> {
         carts.entry(o.cart_key.clone()).or_default().push(o);
     }
     carts
+}
+
+/// A cart's outcomes as (kind, sequence), in order.
+fn kinds(outcomes: &[&CartOutcome]) -> Vec<(OutcomeKind, i32)> {
+    outcomes.iter().map(|o| (o.outcome, o.sequence)).collect()
 }
 
 /// The carts whose latest outcome is `kind`.
@@ -180,8 +146,8 @@ async fn every_outcome_is_published_once_through_kill_9_and_a_rebuild() {
     let env = TestEnv::new().await;
     let topic = topic(&env);
     let client = env.client().await;
-    let mut projector = Process::projector(&env).await;
-    let mut relay = Process::relay(&env).await;
+    let mut projector = start_projector(&env).await;
+    let mut relay = start_relay(&env).await;
 
     // Carts arrive in 40 transactions while the projector or the relay is SIGKILLed every
     // 0.5-2 s and started again at once, and a rebuild is swapped in half-way.
@@ -207,11 +173,11 @@ async fn every_outcome_is_published_once_through_kill_9_and_a_rebuild() {
         if Instant::now() >= next_kill {
             if rng.random_bool(0.5) {
                 projector.kill();
-                projector = Process::projector(&env).await;
+                projector = start_projector(&env).await;
                 projector_kills += 1;
             } else {
                 relay.kill();
-                relay = Process::relay(&env).await;
+                relay = start_relay(&env).await;
                 relay_kills += 1;
             }
             next_kill = Instant::now() + Duration::from_millis(rng.random_range(500..2000));
@@ -257,7 +223,7 @@ async fn every_outcome_is_published_once_through_kill_9_and_a_rebuild() {
         .await
         .expect("unmark");
     assert_eq!(unmarked, 25);
-    let relay = Process::relay(&env).await;
+    let relay = start_relay(&env).await;
     wait_until(
         "the un-marked rows recovered",
         Duration::from_secs(60),
@@ -317,12 +283,14 @@ async fn a_late_purchase_reopens_an_abandoned_cart_and_the_subscriber_hears_of_i
     event(&client, "late", "add_to_cart", "695.00", 0).await;
     event(&client, "late", "add_to_cart", "695.00", 1).await;
     event(&client, "small", "add_to_cart", "9.99", 0).await;
+    event(&client, "back", "add_to_cart", "50.00", 0).await;
     project_everything(&mut client, 1_000).await;
     // Another shopper 45 minutes later: the clock passes 30 minutes of idleness.
     event(&client, "clock", "add_to_cart", "9.99", 45).await;
     project_everything(&mut client, 1_000).await;
-    // The purchase after the window.
+    // The purchase after the window, and a shopper back at an abandoned cart (open again).
     event(&client, "late", "purchase_cart", "695.00", 50).await;
+    event(&client, "back", "add_to_cart", "50.00", 50).await;
     project_everything(&mut client, 1_000).await;
 
     let stop = CancellationToken::new();
@@ -359,12 +327,8 @@ async fn a_late_purchase_reopens_an_abandoned_cart_and_the_subscriber_hears_of_i
     .await;
     let outcomes = read_outcomes(&env.kafka(), &topic).await;
     let carts = by_cart(&outcomes);
-    let late: Vec<(OutcomeKind, i32)> = carts["late"]
-        .iter()
-        .map(|o| (o.outcome, o.sequence))
-        .collect();
     assert_eq!(
-        late,
+        kinds(&carts["late"]),
         [
             (OutcomeKind::Abandoned, 1),
             (OutcomeKind::Reopened, 2),
@@ -380,10 +344,14 @@ async fn a_late_purchase_reopens_an_abandoned_cart_and_the_subscriber_hears_of_i
     assert_eq!(Decimal::from(bought.value), Decimal::from(695));
     assert_eq!(bought.event_ids.len(), 3);
     assert_eq!(carts["small"].len(), 1);
+    assert_eq!(
+        kinds(&carts["back"]),
+        [(OutcomeKind::Abandoned, 1), (OutcomeKind::Reopened, 2)]
+    );
     assert!(!carts.contains_key("clock"), "an open cart has no outcome");
     assert_topic_matches_analytics_light(&client, &carts).await;
 
-    // The subscriber read all four and sent the one abandoned cart worth 100 or more.
+    // The subscriber read all six and sent the one abandoned cart worth 100 or more.
     wait_until(
         "the subscriber read every outcome",
         Duration::from_secs(60),
@@ -402,7 +370,7 @@ async fn a_late_purchase_reopens_an_abandoned_cart_and_the_subscriber_hears_of_i
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .unwrap_or(0)
             };
-            n("sent") + n("ignored") == 4
+            n("sent") + n("ignored") == 6
         },
     )
     .await;
@@ -435,4 +403,58 @@ async fn assert_topic_matches_analytics_light(
         )
         .await
     );
+}
+
+/// Outcomes switched on over an existing projection, then another `--abandon-after`: the start
+/// compares every cart and declares what no step could have (a start that changes neither
+/// skips the comparison: every step compared what it could have changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_with_outcomes_newly_on_or_another_clock_declares_what_changed() {
+    let env = TestEnv::new().await;
+    let mut client = env.client().await;
+    insert_carts(&client, 0, 400).await;
+    // The checkpoint has outcomes off until a projector with them on starts.
+    project_everything(&mut client, 5_000).await;
+    let outbox = "SELECT count(*) FROM outcomes.outbox";
+    assert_eq!(count(&client, outbox).await, 0, "outcomes were off");
+    let purchased = count(
+        &client,
+        "SELECT count(*) FROM analytics.carts WHERE purchases > 0",
+    )
+    .await;
+    let decided = count(
+        &client,
+        "SELECT count(*) FROM analytics.carts c, analytics.checkpoint k \
+         WHERE purchases > 0 OR last_at <= k.watermark - interval '30 minutes'",
+    )
+    .await;
+    assert!(decided > purchased && purchased > 0);
+
+    let projector = start_projector(&env).await;
+    wait_until(
+        "every decided cart declared at start",
+        Duration::from_secs(30),
+        || async { count(&client, outbox).await == decided },
+    )
+    .await;
+    drop(projector);
+
+    // Ten hours: every cart without a purchase is open again.
+    let mut flags = projector_flags(&env.database_url, 300);
+    flags.extend(["--abandon-after".to_owned(), "10h".to_owned()]);
+    let projector = Service::start(PROJECTOR, &flags).await;
+    let reopened = "SELECT count(*) FROM outcomes.outbox WHERE outcome = 'reopened'";
+    wait_until(
+        "the carts the longer clock opens again reopened",
+        Duration::from_secs(30),
+        || async { count(&client, reopened).await == decided - purchased },
+    )
+    .await;
+    wait_until("active", Duration::from_secs(30), || async {
+        projector.metric("cartflow_projector_active").await == Some(1.0)
+    })
+    .await;
+    drop(projector);
+    assert_eq!(count(&client, outbox).await, 2 * decided - purchased);
+    env.cleanup().await;
 }

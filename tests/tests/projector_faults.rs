@@ -1,61 +1,33 @@
 //! The projector binary under faults, against a real PostgreSQL: SIGKILLed mid-batch and
 //! restarted, a hot standby taking over, and a rebuild swapped in while events keep coming.
-//! Whatever happens, the analytics end equal to plain SQL over `events` (and to a rebuild).
+//! Whatever happens, the analytics end equal to plain SQL over `events` (and to a rebuild), and
+//! the projector has analysed its young tables itself.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cartflow_tests::analytics::{
     assert_matches_plain_sql, insert_events, projected_everything, snapshot,
 };
-use cartflow_tests::{TestDb, any_port, wait_until};
+use cartflow_tests::process::{Service, projector_flags};
+use cartflow_tests::{TestDb, wait_until};
 use rand::RngExt;
 use tokio_postgres::Client;
 
 /// A projector process, SIGKILLed if the test ends without stopping it.
-struct Projector {
-    child: Child,
-    metrics: String,
+/// A projector process on `db`, applying `chunk` events per step.
+async fn projector(db: &TestDb, chunk: u32) -> Service {
+    Service::start(
+        env!("CARGO_BIN_EXE_tested-projector"),
+        &projector_flags(&db.url, chunk),
+    )
+    .await
 }
 
-impl Drop for Projector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Projector {
-    async fn start(db: &TestDb, chunk: u32) -> Projector {
-        let port = any_port().await.local_addr().expect("port").port();
-        let metrics = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_tested-projector"))
-            .args(["--database-url", &db.url, "--metrics-addr", &metrics])
-            .args(["--chunk-events", &chunk.to_string(), "--skip-migrations"])
-            .args(["--standby-poll-ms", "100", "--poll-ms", "200"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start cartflow-projector");
-        Projector {
-            child,
-            metrics: format!("http://{metrics}/metrics"),
-        }
-    }
-
-    /// The value of `cartflow_projector_active`, once the endpoint answers.
-    async fn active(&self) -> Option<bool> {
-        let body = reqwest::get(&self.metrics).await.ok()?.text().await.ok()?;
-        body.lines()
-            .find_map(|l| l.strip_prefix("cartflow_projector_active "))
-            .map(|v| v.trim() == "1")
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
+/// Whether the projector is the active one, once its endpoint answers.
+async fn active(p: &Service) -> Option<bool> {
+    p.metric("cartflow_projector_active")
+        .await
+        .map(|v| v == 1.0)
 }
 
 async fn insert_batches(client: &Client, first: i64, batches: i64, size: i64) {
@@ -97,16 +69,31 @@ async fn sigkilled_mid_batch_and_restarted_equals_a_rebuild() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !projected_everything(&client).await {
         assert!(Instant::now() < deadline, "the projector never caught up");
-        let mut p = Projector::start(&db, 3_000).await;
+        let mut p = projector(&db, 3_000).await;
         let ms = rand::rng().random_range(300..1_200);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         p.kill();
         kills += 1;
     }
     assert!(kills >= 2, "the log was projected before a second kill");
-    let p = Projector::start(&db, 3_000).await;
+    let p = projector(&db, 3_000).await;
     insert_batches(&client, 200_000, 4, 5_000).await;
     wait_projected(&client, Duration::from_secs(60)).await;
+    // 20,000 events in one run: the projector has analysed its young tables itself (only a
+    // manual ANALYZE sets last_analyze; autovacuum's sets last_autoanalyze).
+    wait_until("the carts analysed", Duration::from_secs(30), || async {
+        let analysed: Option<chrono::DateTime<chrono::Utc>> = client
+            .query_one(
+                "SELECT last_analyze FROM pg_stat_user_tables \
+                 WHERE schemaname = 'analytics' AND relname = 'carts'",
+                &[],
+            )
+            .await
+            .expect("statistics")
+            .get(0);
+        analysed.is_some()
+    })
+    .await;
     drop(p);
     assert_exact(&db, &client).await;
     db.cleanup().await;
@@ -116,22 +103,22 @@ async fn sigkilled_mid_batch_and_restarted_equals_a_rebuild() {
 async fn a_standby_takes_over_when_the_active_projector_dies() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    let mut first = Projector::start(&db, 5_000).await;
+    let mut first = projector(&db, 5_000).await;
     wait_until(
         "the first projector active",
         Duration::from_secs(30),
-        || async { first.active().await == Some(true) },
+        || async { active(&first).await == Some(true) },
     )
     .await;
-    let second = Projector::start(&db, 5_000).await;
+    let second = projector(&db, 5_000).await;
     wait_until(
         "the second projector up",
         Duration::from_secs(30),
-        || async { second.active().await.is_some() },
+        || async { active(&second).await.is_some() },
     )
     .await;
     assert_eq!(
-        second.active().await,
+        active(&second).await,
         Some(false),
         "only one projector writes"
     );
@@ -141,7 +128,7 @@ async fn a_standby_takes_over_when_the_active_projector_dies() {
     first.kill();
     let killed = Instant::now();
     wait_until("the standby active", Duration::from_secs(15), || async {
-        second.active().await == Some(true)
+        active(&second).await == Some(true)
     })
     .await;
     let takeover = killed.elapsed();
@@ -161,7 +148,7 @@ async fn a_rebuild_while_events_arrive_loses_and_doubles_nothing() {
     let db = TestDb::new().await;
     let client = db.client().await;
     insert_batches(&client, 0, 20, 5_000).await;
-    let projector = Projector::start(&db, 5_000).await;
+    let projector = projector(&db, 5_000).await;
     wait_projected(&client, Duration::from_secs(60)).await;
 
     // Events keep arriving while the rebuild runs and swaps.
