@@ -275,6 +275,8 @@ pub(crate) async fn run(
             latency_p50_ms: quantile_ms(&before[i], &after[i], 0.50),
             latency_p99_ms: quantile_ms(&before[i], &after[i], 0.99),
             peak_rss_mib: crate::report::peak_rss_mib(),
+            kib_per_connection: None,
+            delivered: None,
         })
         .collect();
     pipeline.stop(brokers).await;
@@ -349,5 +351,7 @@ pub(crate) async fn floor(
         latency_p50_ms: at(0.5),
         latency_p99_ms: at(0.99),
         peak_rss_mib: crate::report::peak_rss_mib(),
+        kib_per_connection: None,
+        delivered: None,
     })
 }

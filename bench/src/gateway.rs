@@ -1,5 +1,6 @@
-//! The gateway stage: 10,000 WebSocket clients on loopback, ten broadcasts a second, beside a
-//! plain Python `websockets` broadcast server (`bench/python/ws_broadcast.py`) measured the
+//! The gateway stage: N WebSocket clients on loopback, ten broadcasts a second, against
+//! cartflow's gateway, a plain Python `websockets` broadcast server
+//! (`bench/python/ws_broadcast.py`) and a floor server ([`crate::gateway_floor`]) measured the
 //! same way. Reports publish-to-receive latency and the server's memory per idle connection.
 //!
 //! The server runs in a child process of its own (so its memory is its own); the clients run
@@ -20,13 +21,15 @@ use prometheus::{Histogram, HistogramOpts};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::fresh_database;
+use cartflow_common::db;
+
+use crate::consumer::{database as database_url, fresh_database};
 use crate::measurement::{Args, Measurement};
 use crate::report::{StageResult, quantile_ms};
 use crate::ws_client;
 
-/// How long latencies are collected once every client is connected.
-const MEASURE: Duration = Duration::from_secs(10);
+/// Descriptors a process needs beside its connections (pool, runtime, pipes, libraries).
+pub(crate) const OWN_FILES: u64 = 64;
 const PYTHON_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/ws_broadcast.py");
 
 pub(crate) fn now_micros() -> u64 {
@@ -36,9 +39,11 @@ pub(crate) fn now_micros() -> u64 {
 }
 
 /// The cartflow server child: the gateway with a fresh database and no Kafka feed.
-pub(crate) async fn serve(base_url: &str) -> anyhow::Result<()> {
-    let name = format!("cartflow_bench_{}", uuid::Uuid::new_v4().simple());
-    let url = fresh_database(base_url, &name).await?.connection_string();
+/// `name` is its database's, which the measuring process drops afterwards.
+pub(crate) async fn serve(base_url: &str, name: &str, clients: u64) -> anyhow::Result<()> {
+    let url = fresh_database(base_url, name).await?.connection_string();
+    // Room for every client the run asks for, however many.
+    let room = (clients + OWN_FILES).to_string();
     let config = Config::try_parse_from([
         "cartflow-gateway",
         "--database-url",
@@ -47,7 +52,9 @@ pub(crate) async fn serve(base_url: &str) -> anyhow::Result<()> {
         "127.0.0.1:0",
         "--no-feed",
         "--max-clients",
-        "20000",
+        &room,
+        "--max-connections",
+        &room,
         "--ping-secs",
         "60",
     ])?;
@@ -108,11 +115,8 @@ impl Server {
     /// Starts the server in a child process and reads the port it printed.
     fn start(self, args: &Args) -> anyhow::Result<Running> {
         let mut command = match self {
-            Server::Cartflow => Args {
-                events: 0,
-                ..args.with(Measurement::GatewayServe)
-            }
-            .command()?,
+            // `events` is the client count, which the server makes room for.
+            Server::Cartflow => args.with(Measurement::GatewayServe).command()?,
             Server::Floor => args.with(Measurement::GatewayFloorServe).command()?,
             Server::Python => {
                 ensure_python_websockets()?;
@@ -205,9 +209,28 @@ fn ensure_python_websockets() -> anyhow::Result<()> {
 /// Runs `args.events` clients against `server`: latency of the broadcasts they receive, and
 /// the server's memory per idle connection.
 pub(crate) async fn measure(server: Server, args: &Args) -> anyhow::Result<StageResult> {
+    // The cartflow server's database, named here so that it is dropped here.
+    let database = format!("cartflow_bench_gw_{}", uuid::Uuid::new_v4().simple());
+    let args = &Args {
+        prefix: database.clone(),
+        ..args.clone()
+    };
+    let running = server.start(args)?;
+    let result = measure_running(server, args, running).await;
+    if server == Server::Cartflow {
+        let _ = db::drop_database(&database_url(&args.database_url, &database)?).await;
+    }
+    result
+}
+
+/// The measurement on a started server, which is stopped when it ends.
+async fn measure_running(
+    server: Server,
+    args: &Args,
+    mut running: Running,
+) -> anyhow::Result<StageResult> {
     let clients = args.events;
     let which = server.name();
-    let mut running = server.start(args)?;
     let pid = running.pid;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(pid);
@@ -233,18 +256,20 @@ pub(crate) async fn measure(server: Server, args: &Args) -> anyhow::Result<Stage
     tokio::time::sleep(Duration::from_millis(500)).await;
     probe.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    tokio::time::sleep(MEASURE).await;
+    let measure = Duration::from_secs(args.seconds);
+    tokio::time::sleep(measure).await;
     probe.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     let peak = rss_kib(pid) / 1024.0;
     let n = probe.received.load(Ordering::Relaxed);
-    let expected = clients * 10 * MEASURE.as_secs();
+    let expected = clients * 10 * measure.as_secs();
+    let delivered = n as f64 / expected as f64;
     Ok(StageResult {
         name: format!(
             "{which} server, {clients} {} clients: {per_connection:.1} KiB per idle connection, \
              {:.0}% of broadcasts received",
             args.gateway_client.name(),
-            100.0 * n as f64 / expected as f64
+            100.0 * delivered
         ),
         events: n,
         seconds: elapsed.as_secs_f64(),
@@ -252,7 +277,71 @@ pub(crate) async fn measure(server: Server, args: &Args) -> anyhow::Result<Stage
         latency_p50_ms: quantile_ms(&probe.latency, 0.5),
         latency_p99_ms: quantile_ms(&probe.latency, 0.99),
         peak_rss_mib: peak,
+        kib_per_connection: Some(per_connection),
+        delivered: Some(delivered),
     })
+}
+
+/// The descriptors this process may open (the soft `RLIMIT_NOFILE`, from /proc), if known.
+pub(crate) fn descriptor_limit() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+/// One client count's results (None where a server failed).
+pub(crate) struct Row {
+    pub(crate) clients: u64,
+    pub(crate) cartflow: Option<StageResult>,
+    pub(crate) floor: Option<StageResult>,
+    pub(crate) python: Option<StageResult>,
+}
+
+/// The stage's own table: cartflow's p99 against the floor's, per client count.
+#[allow(clippy::print_stdout)]
+pub(crate) fn print_rows(rows: &[Row]) {
+    if rows.is_empty() {
+        return;
+    }
+    let latency = |r: &Option<StageResult>| {
+        r.as_ref().map_or("failed".to_owned(), |r| {
+            format!("{:.1} / {:.1}", r.latency_p50_ms, r.latency_p99_ms)
+        })
+    };
+    println!(
+        "| clients | cartflow p50 / p99 ms | floor p50 / p99 ms | p99 ratio | cartflow KiB per idle conn, delivered | Python p50 / p99 ms, delivered |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for row in rows {
+        let ratio = match (&row.cartflow, &row.floor) {
+            (Some(c), Some(f)) => format!("{:.2}", c.latency_p99_ms / f.latency_p99_ms),
+            _ => "-".to_owned(),
+        };
+        let share = |r: &Option<StageResult>| {
+            r.as_ref()
+                .and_then(|r| r.delivered)
+                .map_or(String::new(), |d| format!(", {:.0}%", 100.0 * d))
+        };
+        let kib = row
+            .cartflow
+            .as_ref()
+            .and_then(|r| r.kib_per_connection)
+            .map_or("-".to_owned(), |k| format!("{k:.1}"));
+        println!(
+            "| {} | {} | {} | {ratio} | {kib}{} | {}{} |",
+            row.clients,
+            latency(&row.cartflow),
+            latency(&row.floor),
+            share(&row.cartflow),
+            latency(&row.python),
+            share(&row.python),
+        );
+    }
 }
 
 /// Aborts the clients' tasks however the measurement ends.
@@ -279,7 +368,8 @@ impl Probe {
         Ok(Probe {
             latency: Histogram::with_opts(
                 HistogramOpts::new("latency", "latency")
-                    .buckets(prometheus::exponential_buckets(0.0001, 1.5, 40)?),
+                    // 0.1 ms to 7 s in steps of 15%: fine enough to compare two p99s within 20%.
+                    .buckets(prometheus::exponential_buckets(0.0001, 1.15, 80)?),
             )?,
             received: Arc::default(),
             measuring: Arc::default(),

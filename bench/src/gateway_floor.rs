@@ -1,9 +1,13 @@
 //! The gateway stage's floor: the least a broadcast server can do on this machine. It answers
-//! the WebSocket handshake, then writes one pre-encoded frame to every socket in a tight loop
-//! per broadcast (non-blocking; a frame that does not fit waits for the next round, whose
-//! frame is dropped). No per-client task,
-//! no queue, no reads after the handshake: not a server anyone should run, but what is left
-//! of its latency is the kernel's and the clients' share, which no server design removes.
+//! the WebSocket handshake; then, per broadcast, one thread stamps and encodes a frame and
+//! hands it to a writer thread per core, each writing it to its share of the sockets in a
+//! tight loop (non-blocking; a frame that does not fit waits for the next round, whose frame
+//! is dropped). No per-client task, no queue, no reads after the handshake: not a server
+//! anyone should run, but what is left of its latency is the kernel's and the clients' share,
+//! which no server design removes.
+//!
+//! The frame is stamped once, before it is handed over, as a server's broadcast is published
+//! once: a writer that stamped its own copy would hide the time it waited for a core.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -44,10 +48,20 @@ pub(crate) async fn serve() -> anyhow::Result<()> {
             pending: Vec::new(),
         });
     }
-    let threads: Vec<_> = shares
+    let (senders, threads): (Vec<_>, Vec<_>) = shares
         .into_iter()
-        .map(|mut share| std::thread::spawn(move || broadcast(&mut share)))
-        .collect();
+        .map(|mut share| {
+            let (tx, rx) = std::sync::mpsc::channel::<Arc<Vec<u8>>>();
+            let thread = std::thread::spawn(move || {
+                while let Ok(frame) = rx.recv() {
+                    write_all(&mut share, &frame);
+                }
+            });
+            (tx, thread)
+        })
+        .unzip();
+    broadcast(&senders);
+    drop(senders);
     for t in threads {
         let _ = t.join();
     }
@@ -90,8 +104,8 @@ struct Peer {
     pending: Vec<u8>,
 }
 
-/// Ten times a second, one frame written to every socket.
-fn broadcast(peers: &mut [Peer]) {
+/// Ten times a second, one frame stamped, encoded and handed to every writer.
+fn broadcast(writers: &[std::sync::mpsc::Sender<Arc<Vec<u8>>>]) {
     let pad = "x".repeat(200);
     let mut next = std::time::Instant::now();
     loop {
@@ -101,17 +115,27 @@ fn broadcast(peers: &mut [Peer]) {
         let mut frame = vec![0x81, 126];
         frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
         frame.extend_from_slice(payload.as_bytes());
-        for peer in peers.iter_mut() {
-            if !peer.pending.is_empty() {
-                let n = peer.socket.write(&peer.pending).unwrap_or(0);
-                peer.pending.drain(..n);
-                if !peer.pending.is_empty() {
-                    continue;
-                }
+        let frame = Arc::new(frame);
+        for w in writers {
+            if w.send(frame.clone()).is_err() {
+                return;
             }
-            let n = peer.socket.write(&frame).unwrap_or(0);
-            peer.pending.extend_from_slice(&frame[n..]);
         }
         std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+    }
+}
+
+/// One frame to every socket of a share.
+fn write_all(peers: &mut [Peer], frame: &[u8]) {
+    for peer in peers.iter_mut() {
+        if !peer.pending.is_empty() {
+            let n = peer.socket.write(&peer.pending).unwrap_or(0);
+            peer.pending.drain(..n);
+            if !peer.pending.is_empty() {
+                continue;
+            }
+        }
+        let n = peer.socket.write(frame).unwrap_or(0);
+        peer.pending.extend_from_slice(&frame[n..]);
     }
 }

@@ -8,8 +8,10 @@
 //!   publish of pre-built messages of the same size through the same idempotent producer.
 //! * `consumer`: draining events already on the topic into PostgreSQL (one consumer, then
 //!   three in a group) against a raw text COPY of the same rows into the same indexed table.
-//! * `gateway`: 10,000 WebSocket clients receiving ten broadcasts a second, against a plain
-//!   Python `websockets` broadcast server; latency and memory per idle connection.
+//! * `gateway`: 500 to 10,000 WebSocket clients (`--clients`) receiving ten broadcasts a
+//!   second, against a plain Python `websockets` broadcast server and a floor server that only
+//!   writes pre-encoded frames; latency (p99 against the floor's) and memory per idle
+//!   connection.
 //! * `projector`: events already in PostgreSQL projected incrementally from scratch, then
 //!   rebuilt, against one plain SQL pass (GROUP BY cart) over the same events.
 //! * `e2e`: the producer live at 1,000, 5,000 and 20,000 events/s for 60 s each through the

@@ -57,6 +57,9 @@ pub(crate) struct Args {
     /// Payload size for the producer baseline.
     #[arg(long, default_value_t = 0)]
     pub(crate) size: usize,
+    /// Seconds the gateway stage measures.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) seconds: u64,
     #[arg(long, default_value = "")]
     pub(crate) database_url: String,
     /// Topic or database prefix of the consumer and projector stages.
@@ -81,6 +84,7 @@ impl Args {
         c.args(["run", &self.what.name()])
             .args(["--events", &self.events.to_string()])
             .args(["--brokers", &self.brokers, "--size", &self.size.to_string()])
+            .args(["--seconds", &self.seconds.to_string()])
             .args([
                 "--database-url",
                 &self.database_url,
@@ -165,7 +169,7 @@ async fn run(a: &Args) -> anyhow::Result<Option<StageResult>> {
         // Steps that measure nothing.
         M::ConsumerPrepare => return consumer::prepare(b, p, n).await.map(|()| None),
         M::ConsumerCleanup => return consumer::cleanup(b, p).await.map(|()| None),
-        M::GatewayServe => return gateway::serve(url).await.map(|()| None),
+        M::GatewayServe => return gateway::serve(url, p, n).await.map(|()| None),
         M::GatewayFloorServe => return gateway_floor::serve().await.map(|()| None),
         M::ProjectorPrepare => return projector::prepare(url, p, n).await.map(|()| None),
         M::ProjectorCleanup => return projector::cleanup(url, p).await.map(|()| None),

@@ -94,10 +94,12 @@ pub(crate) async fn incremental(
     )?;
     let started = Instant::now();
     let mut applied = 0;
+    let statements = cartflow_projector::sql::Statements::for_connection(&client).await?;
     loop {
         let step_started = Instant::now();
         let tx = client.transaction().await?;
-        let step = apply::step(&tx, Generation::Live, CHUNK_EVENTS).await?;
+        let db = cartflow_projector::sql::Db::cached(&tx, &statements);
+        let step = apply::step(&db, Generation::Live, CHUNK_EVENTS).await?;
         tx.commit().await?;
         steps.observe(step_started.elapsed().as_secs_f64());
         applied += step.events;

@@ -13,6 +13,12 @@ pub(crate) struct StageResult {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub(crate) peak_rss_mib: f64,
+    /// The gateway stage's server memory per idle connection, KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) kib_per_connection: Option<f64>,
+    /// The gateway stage's share of broadcasts received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) delivered: Option<f64>,
 }
 
 impl StageResult {
@@ -31,6 +37,8 @@ impl StageResult {
             latency_p50_ms,
             latency_p99_ms,
             peak_rss_mib: peak_rss_mib(),
+            kib_per_connection: None,
+            delivered: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::ValueEnum;
 
-use crate::gateway::ClientKind;
+use crate::gateway::{self, ClientKind};
 use crate::measurement::{Args, Measurement as M};
 use crate::producer;
 use crate::report::{self, Comparison};
@@ -49,9 +49,17 @@ pub(crate) struct Bench {
     /// Seconds the e2e stage publishes at each rate.
     #[arg(long, env = "CARTFLOW_BENCH_E2E_SECONDS", default_value_t = 60)]
     e2e_seconds: u64,
-    /// WebSocket clients for the gateway stage.
-    #[arg(long, env = "CARTFLOW_BENCH_CLIENTS", default_value_t = 10_000)]
-    clients: u64,
+    /// WebSocket clients for the gateway stage: each number is one run of the three servers.
+    #[arg(
+        long,
+        env = "CARTFLOW_BENCH_CLIENTS",
+        value_delimiter = ',',
+        default_value = "500,2000,5000,10000"
+    )]
+    clients: Vec<u64>,
+    /// Seconds the gateway stage measures each server, once its clients are connected.
+    #[arg(long, env = "CARTFLOW_BENCH_GATEWAY_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    gateway_seconds: u64,
     /// PostgreSQL server for the consumer stage (each run gets a fresh database on it).
     #[arg(
         long,
@@ -98,6 +106,7 @@ impl Bench {
             events,
             brokers: self.brokers.clone(),
             size: 0,
+            seconds: self.gateway_seconds,
             database_url: self.database_url.clone(),
             prefix: prefix.to_owned(),
             gateway_client: self.gateway_client,
@@ -155,19 +164,52 @@ fn consumer_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
     ])
 }
 
+/// The gateway stage: for each client count, the Python baseline, cartflow and the floor, one
+/// after the other. A count this machine cannot hold is skipped and a server that fails is
+/// reported, without losing the other results.
 fn gateway_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
-    let args = bench.args(M::GatewayPython, bench.clients, "");
-    eprintln!(
-        "gateway: {} WebSocket clients, 10 broadcasts/s",
-        args.events
-    );
-    let base = args.measure()?;
-    let ours = args.with(M::GatewayCartflow).measure()?;
-    let floor = args.with(M::GatewayFloor).measure()?;
-    Ok(vec![
-        report::compare("gateway fan-out", &ours, &base),
-        report::compare("gateway floor", &floor, &base),
-    ])
+    let mut comparisons = Vec::new();
+    let mut rows = Vec::new();
+    let descriptors = gateway::descriptor_limit();
+    for &clients in &bench.clients {
+        // The server and the measuring process each hold every connection, plus their own
+        // files (the database pool, the runtime, pipes).
+        if let Some(limit) = descriptors.filter(|&l| clients + gateway::OWN_FILES > l) {
+            eprintln!(
+                "gateway: {clients} clients skipped: each process needs about {} descriptors \
+                 and may open {limit} here (`ulimit -n`; raise it, up to `ulimit -Hn`)",
+                clients + gateway::OWN_FILES
+            );
+            continue;
+        }
+        eprintln!(
+            "gateway: {clients} WebSocket clients, 10 broadcasts/s for {} s",
+            bench.gateway_seconds
+        );
+        let args = bench.args(M::GatewayPython, clients, "");
+        let measured = |what: M| match args.with(what).measure() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("  {clients} clients, {what:?}: failed: {e:#}");
+                None
+            }
+        };
+        let base = measured(M::GatewayPython);
+        let ours = measured(M::GatewayCartflow);
+        let floor = measured(M::GatewayFloor);
+        if let (Some(base), Some(ours), Some(floor)) = (&base, &ours, &floor) {
+            comparisons.push(report::compare("gateway fan-out", ours, base));
+            comparisons.push(report::compare("gateway floor", floor, base));
+        }
+        rows.push(gateway::Row {
+            clients,
+            cartflow: ours,
+            floor,
+            python: base,
+        });
+    }
+    gateway::print_rows(&rows);
+    Ok(comparisons)
 }
 
 fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
