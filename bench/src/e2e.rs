@@ -221,6 +221,36 @@ impl Pipeline {
     }
 }
 
+/// The shipped shopper profile with the same traffic at every hour and on every weekday,
+/// written to a file for the producer's `--profile`. The producer's `--rate` is the average over
+/// a week, and a minute of the shipped profile at night runs at a fifth of it: the 20/s rate
+/// published 4-16 events/s depending on the hour of the run. Flat, each rate is what it says.
+fn flat_profile() -> anyhow::Result<std::path::PathBuf> {
+    let shipped = include_str!("../../producer/profiles/default.toml");
+    let flat = flatten(&flatten(shipped, "hour_weights", 24)?, "weekday_weights", 7)?;
+    cartflow_producer::profile::Profile::parse(&flat)
+        .context("the flattened profile no longer parses")?;
+    let path =
+        std::env::temp_dir().join(format!("cartflow-bench-flat-{}.toml", std::process::id()));
+    std::fs::write(&path, flat)?;
+    Ok(path)
+}
+
+/// `text` with the array `key = [...]` replaced by `n` ones.
+fn flatten(text: &str, key: &str, n: usize) -> anyhow::Result<String> {
+    let start = text
+        .find(&format!("\n{key} = ["))
+        .with_context(|| format!("{key} in the shipped profile"))?
+        + 1;
+    let end = start + text[start..].find(']').context("the end of the array")? + 1;
+    let ones = vec!["1.0"; n].join(", ");
+    Ok(format!(
+        "{}{key} = [{ones}]{}",
+        &text[..start],
+        &text[end..]
+    ))
+}
+
 /// The pipeline at `rate` events/s for `seconds`: one result per stage, each named
 /// `"{rate}/s {stage}"`, with the stage's p50 and p99.
 pub(crate) async fn run(
@@ -234,6 +264,7 @@ pub(crate) async fn run(
     let before = pipeline.scrape_all().await?;
     let events = rate * seconds;
     let t = &pipeline.topics;
+    let profile = flat_profile()?;
     let producer = cartflow_producer::Config::try_parse_from([
         "cartflow-producer",
         "--kafka-brokers",
@@ -254,11 +285,15 @@ pub(crate) async fn run(
         &rate.to_string(),
         "--count",
         &events.to_string(),
+        "--profile",
+        &profile.to_string_lossy(),
         "live",
     ])?;
     let started = Instant::now();
     let (listener, _) = ops().await?;
-    let report = cartflow_producer::run(producer, listener, CancellationToken::new()).await?;
+    let report = cartflow_producer::run(producer, listener, CancellationToken::new()).await;
+    let _ = std::fs::remove_file(&profile);
+    let report = report?;
     let elapsed = started.elapsed();
     pipeline
         .settle(report.events as f64, Duration::from_secs(60))
