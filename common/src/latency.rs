@@ -58,8 +58,14 @@ impl Latency {
                 EVENT_LATENCY,
                 "Seconds from an event's publish time (Kafka timestamp) to the end of a stage.",
             )
-            // 5 ms to about 5.5 minutes, doubling.
-            .buckets(prometheus::exponential_buckets(0.005, 2.0, 17).expect("valid buckets")),
+            // 1 ms to about 12 minutes, each bound √2 times the last. Doubling buckets from
+            // 5 ms put a p99 of 11 ms and one of 19 ms in the same bucket: interpolated inside
+            // it, a quantile could be off by up to 2x, too coarse to judge a stage against a
+            // floor of 7-14 ms (issue #18's "within 2x").
+            .buckets(
+                prometheus::exponential_buckets(0.001, std::f64::consts::SQRT_2, 40)
+                    .expect("valid buckets"),
+            ),
             &["stage"],
         )
         .expect("valid metric");
