@@ -48,7 +48,7 @@ pub struct EventsQuery {
 
 /// A refusal: 400 and why.
 #[derive(Debug)]
-pub struct BadRequest(String);
+pub struct BadRequest(pub String);
 
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
@@ -62,7 +62,7 @@ fn whole(name: &str, value: &str) -> Result<i64, BadRequest> {
         .map_err(|_| BadRequest(format!("{name}: {value:?} is not a whole number")))
 }
 
-fn time(name: &str, value: &str) -> Result<DateTime<Utc>, BadRequest> {
+pub(crate) fn time(name: &str, value: &str) -> Result<DateTime<Utc>, BadRequest> {
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.to_utc())
         .map_err(|_| {
@@ -249,7 +249,7 @@ fn event_json(r: &Row) -> Value {
     })
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Response {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "Drill-down query failed.");
     (
         StatusCode::SERVICE_UNAVAILABLE,

@@ -11,6 +11,7 @@
 //! - [`analytics`] and [`feed`] feed the hub, coalesced per tick;
 //! - [`changes`] marks the timeline's minutes whose abandonment rate left its usual range;
 //! - [`drilldown`] serves the raw events behind a number (`/api/events`, `/api/carts/{key}`);
+//! - [`range`] answers the same analytics for any stretch of event time (`/api/range`);
 //! - [`auth`] is the token layer on `/api/*` and `/ws`, and the Origin rule;
 //! - [`ws`] checks the rest of a handshake and runs each client (its queue, pings, limits).
 
@@ -27,6 +28,7 @@ pub mod hub;
 mod listener;
 pub mod metrics;
 mod pace;
+pub mod range;
 mod server;
 pub mod snapshot;
 mod state;

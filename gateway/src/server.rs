@@ -28,7 +28,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::writers::Fanout;
-use crate::{Config, Error, analytics, assets, drilldown, feed, ws};
+use crate::{Config, Error, analytics, assets, drilldown, feed, range, ws};
 use deadpool_postgres::Pool;
 
 /// A running gateway.
@@ -186,6 +186,7 @@ fn router(shared: Shared, pool: Pool, access: Access, limits: ws::Limits) -> Rou
             Router::new()
                 .route("/api/events", get(drilldown::events))
                 .route("/api/carts/{key}", get(drilldown::cart))
+                .route("/api/range", get(range::range))
                 .with_state(pool),
         )
         .merge(

@@ -199,6 +199,9 @@ pub fn cart_key(e: &LogEvent) -> String {
     }
 }
 
+/// A bucket of time, a product and a price band: the key of `item_hourly` and `item_minutely`.
+pub type ItemKey = (DateTime<Utc>, i64, i32);
+
 /// A chunk of the log, summed. Carts hold only this chunk's events until
 /// [`Delta::settle_carts`] merges them with what is stored.
 #[derive(Debug, Default)]
@@ -210,6 +213,10 @@ pub struct Delta {
     /// The timeline's recent buckets (the store keeps only `minute_retention` of them).
     pub minutes: HashMap<DateTime<Utc>, Counters>,
     pub price_bands: HashMap<i32, Counters>,
+    /// Item counters by hour (all time) and by minute (recent), product and band: what a time
+    /// range's products, categories and bands are summed from.
+    pub item_hours: HashMap<ItemKey, Counters>,
+    pub item_minutes: HashMap<ItemKey, Counters>,
     pub customers: HashMap<i64, CustomerDelta>,
     pub carts: HashMap<String, Cart>,
     pub cart_hours: HashMap<DateTime<Utc>, CartOutcomes>,
@@ -222,9 +229,16 @@ impl Delta {
         self.watermark = self.watermark.max(Some(e.timestamp));
         let count = |c: &mut Counters| c.count(e.action, e.price);
         count(self.products.entry(e.product_id).or_default());
-        count(self.hours.entry(hour(e.timestamp)).or_default());
-        count(self.minutes.entry(minute(e.timestamp)).or_default());
-        count(self.price_bands.entry(price_band(e.price)).or_default());
+        let (h, m, band) = (hour(e.timestamp), minute(e.timestamp), price_band(e.price));
+        count(self.hours.entry(h).or_default());
+        count(self.minutes.entry(m).or_default());
+        count(self.price_bands.entry(band).or_default());
+        count(self.item_hours.entry((h, e.product_id, band)).or_default());
+        count(
+            self.item_minutes
+                .entry((m, e.product_id, band))
+                .or_default(),
+        );
         let customer = self.customers.entry(e.customer_id).or_default();
         count(&mut customer.items);
         let t = Some(e.timestamp);

@@ -14,7 +14,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use crate::Error;
-use crate::delta::{Cart, CartOutcomes, Counters, Delta};
+use crate::delta::{Cart, CartOutcomes, Counters, Delta, ItemKey};
 use crate::sql::Db;
 
 /// Rows per statement: keeps a rebuild's millions of carts in bounded messages.
@@ -134,6 +134,36 @@ async fn add_counters<K: ToSql + Sync + Clone>(
     Ok(())
 }
 
+/// Adds item counters keyed by (time bucket, product, band) to `schema.table`
+/// (`item_hourly` or `item_minutely`, whose time column is `bucket`), for the keys that pass
+/// `keep`.
+async fn add_item_counters(
+    client: &Db<'_, impl GenericClient + Sync>,
+    schema: &str,
+    (table, bucket): (&str, &str),
+    rows: &HashMap<ItemKey, Counters>,
+    keep: &str,
+) -> Result<(), Error> {
+    let sql = format!(
+        "INSERT INTO {schema}.{table} AS t ({bucket}, {COUNTERS}, product_id, band_floor) \
+         SELECT * FROM UNNEST($1::timestamptz[], {COUNTER_ARRAYS}, $9::int8[], $10::int4[]) \
+             AS x({bucket}, {COUNTERS}, product_id, band_floor) {keep} \
+         ON CONFLICT ({bucket}, product_id, band_floor) DO UPDATE SET {ADD_COUNTERS}"
+    );
+    let rows: Vec<(&ItemKey, &Counters)> = rows.iter().collect();
+    for part in rows.chunks(ROWS_PER_STATEMENT) {
+        let times: Vec<DateTime<Utc>> = part.iter().map(|((t, _, _), _)| *t).collect();
+        let products: Vec<i64> = part.iter().map(|((_, p, _), _)| *p).collect();
+        let bands: Vec<i32> = part.iter().map(|((_, _, b), _)| *b).collect();
+        let mut columns = CounterColumns::default();
+        part.iter().for_each(|(_, c)| columns.push(c));
+        let mut params = columns.params(&times);
+        params.extend([&products as &(dyn ToSql + Sync), &bands]);
+        client.execute(&sql, &params).await?;
+    }
+    Ok(())
+}
+
 /// Writes everything in `delta` (whose carts are settled) and moves the checkpoint to `next_tx`.
 pub async fn write(
     client: &Db<'_, impl GenericClient + Sync>,
@@ -208,6 +238,13 @@ async fn write_counters(
             &delta.cart_hours,
             all
         ),
+        add_item_counters(
+            client,
+            schema,
+            ("item_hourly", "hour"),
+            &delta.item_hours,
+            all
+        ),
         async {
             let params: [&(dyn ToSql + Sync); 3] = [&next_tx, &delta.events, &delta.watermark];
             client.execute(&checkpoint, &params).await
@@ -226,13 +263,19 @@ async fn write_timeline(
     let cutoff = format!("(SELECT watermark - minute_retention FROM {schema}.checkpoint)");
     let recent = format!("WHERE x.minute >= {cutoff}");
     let minutes = ("minute_stats", "minute", "timestamptz");
-    add_counters(client, schema, minutes, &delta.minutes, &recent).await?;
     let cart_minutes = ("cart_minutely", "minute");
-    write_cart_outcomes(client, schema, cart_minutes, &delta.cart_minutes, &recent).await?;
+    let item_minutes = ("item_minutely", "minute");
+    // Pipelined, as write()'s tables are.
+    futures::try_join!(
+        add_counters(client, schema, minutes, &delta.minutes, &recent),
+        write_cart_outcomes(client, schema, cart_minutes, &delta.cart_minutes, &recent),
+        add_item_counters(client, schema, item_minutes, &delta.item_minutes, &recent),
+    )?;
     client
         .batch_execute(&format!(
             "DELETE FROM {schema}.minute_stats WHERE minute < {cutoff}; \
-             DELETE FROM {schema}.cart_minutely WHERE minute < {cutoff};"
+             DELETE FROM {schema}.cart_minutely WHERE minute < {cutoff}; \
+             DELETE FROM {schema}.item_minutely WHERE minute < {cutoff};"
         ))
         .await?;
     Ok(())

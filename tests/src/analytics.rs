@@ -12,6 +12,9 @@ const COUNTERS: &str = "count(*)::int8 AS events,
     coalesce(sum(product_price) FILTER (WHERE action = 'remove_from_cart'), 0)::numeric(20,2) AS removed_value,
     coalesce(sum(product_price) FILTER (WHERE action = 'purchase_cart'), 0)::numeric(20,2) AS revenue";
 const COLUMNS: &str = "events, adds, removes, purchases, added_value, removed_value, revenue";
+/// An event's price band, by plain SQL.
+pub const BAND: &str = "CASE WHEN product_price >= 500 THEN 500 WHEN product_price >= 100 \
+    THEN 100 WHEN product_price >= 25 THEN 25 ELSE 0 END";
 /// Where the per-minute timeline begins: `minute_retention` before the latest event.
 const RECENT: &str = "(SELECT max(\"timestamp\") FROM events) - \
     (SELECT minute_retention FROM analytics.checkpoint)";
@@ -55,11 +58,7 @@ pub fn aggregates() -> Vec<(&'static str, String, String)> {
         (
             "price_band_stats",
             format!("SELECT band_floor, {COLUMNS} FROM analytics.price_band_stats"),
-            format!(
-                "SELECT CASE WHEN product_price >= 500 THEN 500 WHEN product_price >= 100 THEN 100 \
-                             WHEN product_price >= 25 THEN 25 ELSE 0 END AS band_floor, {COUNTERS} \
-                 FROM events GROUP BY 1"
-            ),
+            format!("SELECT {BAND} AS band_floor, {COUNTERS} FROM events GROUP BY 1"),
         ),
         (
             "carts",
@@ -118,6 +117,27 @@ pub fn aggregates() -> Vec<(&'static str, String, String)> {
                  SELECT {} AS minute, {CART_OUTCOMES} FROM c GROUP BY 1 HAVING {} >= {RECENT}",
                 minute("first_at"),
                 minute("first_at")
+            ),
+        ),
+        (
+            "item_hourly",
+            format!("SELECT hour, product_id, band_floor, {COLUMNS} FROM analytics.item_hourly"),
+            format!(
+                "SELECT {} AS hour, product_id, {BAND} AS band_floor, {COUNTERS} \
+                 FROM events GROUP BY 1, 2, 3",
+                hour("\"timestamp\"")
+            ),
+        ),
+        (
+            "item_minutely",
+            format!(
+                "SELECT minute, product_id, band_floor, {COLUMNS} FROM analytics.item_minutely"
+            ),
+            format!(
+                "SELECT {} AS minute, product_id, {BAND} AS band_floor, {COUNTERS} \
+                 FROM events GROUP BY 1, 2, 3 HAVING {} >= {RECENT}",
+                minute("\"timestamp\""),
+                minute("\"timestamp\"")
             ),
         ),
         (

@@ -106,9 +106,13 @@ async fn deliver(client: &Client, history: &History, indexes: &[usize]) {
 async fn reset(client: &Client) {
     client
         .batch_execute(
-            "TRUNCATE events, analytics.product_stats, analytics.hourly_stats, \
-                 analytics.price_band_stats, analytics.customer_stats, analytics.carts, \
-                 analytics.cart_hourly, analytics.minute_stats, analytics.cart_minutely; \
+            // Every aggregate table, whichever a migration added.
+            "TRUNCATE events; \
+             DO $$ DECLARE t text; BEGIN \
+                 FOR t IN SELECT tablename FROM pg_tables \
+                     WHERE schemaname = 'analytics' AND tablename <> 'checkpoint' LOOP \
+                     EXECUTE format('TRUNCATE analytics.%I', t); \
+                 END LOOP; END $$; \
              UPDATE analytics.checkpoint SET next_tx = 0, events = 0, watermark = NULL",
         )
         .await
