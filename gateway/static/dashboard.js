@@ -57,11 +57,15 @@ function table(id, head, rows, drill) {
 }
 
 // The drill-down panel: the raw events behind a clicked row or timeline minute (docs/gateway.md, "Drill-down").
-async function drill(path, title) {
+// `/api/{path}`, with the page's token when it has one.
+function api(path) {
   const token = new URLSearchParams(location.search).get("token");
-  const url = `/api/${path}` + (token ? `${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : "");
+  return `/api/${path}` + (token ? `${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : "");
+}
+
+async function drill(path, title) {
   $("drill-title").textContent = `${title}…`;
-  const r = await fetch(url);
+  const r = await fetch(api(path));
   if (!r.ok) { $("drill-title").textContent = `${title}: ${r.status} ${await r.text()}`; return; }
   const d = await r.json();
   const time = (t) => t.replace("T", " ").slice(0, 19);
@@ -81,6 +85,71 @@ document.addEventListener("click", (e) => {
   const row = e.target.closest("tr[data-drill]");
   if (row) drill(row.dataset.drill, row.dataset.title);
 });
+
+// The range of event time the page shows lives in its URL (?last=1h, or ?from=…&to=…), so a
+// view can be shared; none (or last=all) is all of time, straight from the live snapshot.
+// Otherwise the tiles, products, categories, price bands, age groups and the timeline come
+// from /api/range (docs/gateway.md, "Ranges"), fetched again after each live update while
+// the range ends with the latest event.
+function rangeQuery() {
+  const p = new URLSearchParams(location.search);
+  if (p.get("from")) return `from=${encodeURIComponent(p.get("from"))}` + (p.get("to") ? `&to=${encodeURIComponent(p.get("to"))}` : "");
+  const last = p.get("last");
+  return last && last !== "all" ? `last=${encodeURIComponent(last)}` : null;
+}
+
+function setRange(params) {
+  const p = new URLSearchParams(location.search);
+  ["last", "from", "to"].forEach((k) => p.delete(k));
+  Object.entries(params).forEach(([k, v]) => v && p.set(k, v));
+  history.pushState(null, "", `${location.pathname}?${p}`.replace(/\?$/, ""));
+  state.range = null;
+  loadRange();
+}
+
+let rangeLoading = false;
+let rangeAgain = false;
+async function loadRange() {
+  const q = rangeQuery();
+  const p = new URLSearchParams(location.search);
+  document.querySelectorAll("#range button[data-last]").forEach((b) =>
+    b.setAttribute("aria-pressed", String(q ? !p.get("from") && b.dataset.last === p.get("last") : b.dataset.last === "all")));
+  if (!q) { state.range = null; $("range-note").textContent = ""; scheduleRender(); return; }
+  if (rangeLoading) { rangeAgain = true; return; }
+  rangeLoading = true;
+  try {
+    const r = await fetch(api(`range?${q}`));
+    if (!r.ok) {
+      state.range = null;
+      $("range-note").textContent = `${r.status}: ${await r.text()}`;
+    } else if (rangeQuery() === q) {
+      state.range = await r.json();
+      state.range.query = q;
+      const b = state.range.range;
+      $("range-note").textContent = `${upToMinute(b.from)} – ${upToMinute(b.to)} UTC, by the ${b.grain}; seasonal charts, insights, customers and carts are all time`;
+    }
+  } catch (e) {
+    $("range-note").textContent = `the range could not be read: ${e}`;
+  } finally {
+    rangeLoading = false;
+  }
+  scheduleRender();
+  if (rangeAgain) { rangeAgain = false; loadRange(); }
+}
+
+const upToMinute = (t) => t.replace("T", " ").slice(0, 16);
+
+document.getElementById("range").addEventListener("click", (e) => {
+  const b = e.target.closest("button");
+  if (!b) return;
+  if (b.dataset.last) setRange({ last: b.dataset.last === "all" ? null : b.dataset.last });
+  else if (b.id === "range-apply" && $("range-from").value) {
+    // The inputs are read as UTC, as the page shows every time.
+    const utc = (v) => (v ? new Date(v + "Z").toISOString().replace(".000Z", "Z") : null);
+    setRange({ from: utc($("range-from").value), to: utc($("range-to").value) });
+  }
+});
+window.addEventListener("popstate", () => { state.range = null; loadRange(); });
 
 function renderTiles(k) {
   $("tiles").innerHTML = TILES.map(([key, label, f]) =>
@@ -102,6 +171,20 @@ function bars(id, labels, series, yNames) {
   }, true);
 }
 
+// A bar of the timeline (a minute, or a range's bucket) opens its events from the log.
+function timelineClicks(c) {
+  if (!c.cartflowClick) {
+    c.on("click", (p) => {
+      const r = state.range ? rangeRows[p.dataIndex] : timelineRows[p.dataIndex];
+      if (!r) return;
+      const from = new Date(r.bucket);
+      const to = new Date(from.getTime() + 1000 * (r.seconds || 60));
+      drill(`events?from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}&limit=100`, `${r.seconds > 60 ? "bucket" : "minute"} ${r.bucket.slice(0, 16).replace("T", " ")}`);
+    });
+    c.cartflowClick = true;
+  }
+}
+
 // The live timeline: carts started per minute, their abandonment rate, and for settled
 // minutes the rate of the 15 minutes ending there against the usual rate of that hour; the
 // minutes the gateway marked (beyond --change-share) are shaded (docs/gateway.md, "timeline").
@@ -115,17 +198,7 @@ function renderTimeline(rows) {
   $("timeline-note").textContent = marked.length ? `${marked.length} minutes marked as a change in abandonment` : "";
   if (!c) return;
   timelineRows = rows;
-  if (!c.cartflowClick) {
-    // A minute's bar opens that minute's events from the log.
-    c.on("click", (p) => {
-      const r = timelineRows[p.dataIndex];
-      if (!r) return;
-      const from = new Date(r.bucket);
-      const to = new Date(from.getTime() + 60000);
-      drill(`events?from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}&limit=100`, `minute ${r.bucket.slice(0, 16).replace("T", " ")}`);
-    });
-    c.cartflowClick = true;
-  }
+  timelineClicks(c);
   const label = (r) => r.bucket.slice(11, 16);
   c.setOption({
     animation: false,
@@ -144,12 +217,54 @@ function renderTimeline(rows) {
   }, true);
 }
 
+// A range's timeline: carts started per bucket and their abandonment rate; a bucket's bar
+// opens its events.
+let rangeRows = [];
+function renderRangeTimeline(r) {
+  const c = chart("chart-timeline");
+  const rows = r.timeline || [];
+  const b = r.range;
+  const el = $("chart-timeline");
+  el.dataset.range = r.query;
+  el.dataset.buckets = rows.length;
+  const width = b.bucket_seconds >= 86400 ? `${b.bucket_seconds / 86400} d` : b.bucket_seconds >= 3600 ? `${b.bucket_seconds / 3600} h` : `${b.bucket_seconds / 60} min`;
+  $("timeline-title").textContent = `${upToMinute(b.from)} – ${upToMinute(b.to)} UTC, by ${width}`;
+  $("timeline-note").textContent = "";
+  if (!c) return;
+  timelineClicks(c);
+  rangeRows = rows.map((row) => ({ ...row, seconds: b.bucket_seconds }));
+  const label = (row) => (b.bucket_seconds >= 86400 ? row.bucket.slice(5, 10) : b.bucket_seconds >= 3600 ? row.bucket.slice(5, 13).replace("T", " ") + "h" : row.bucket.slice(11, 16));
+  c.setOption({
+    animation: false,
+    tooltip: { trigger: "axis" },
+    legend: { top: 0, textStyle: { fontSize: 11 } },
+    grid: { left: 48, right: 48, top: 28, bottom: 24 },
+    xAxis: { type: "category", data: rows.map(label) },
+    yAxis: [{ type: "value", name: "carts", nameTextStyle: { fontSize: 10 } },
+      { type: "value", name: "rate", min: 0, max: 1, nameTextStyle: { fontSize: 10 } }],
+    series: [
+      { name: "carts started", type: "bar", data: rows.map((row) => row.carts) },
+      { name: "cart abandonment", type: "line", yAxisIndex: 1, connectNulls: false, data: rows.map((row) => row.cart_abandonment_rate) },
+      { name: "events", type: "line", showSymbol: false, lineStyle: { opacity: 0.5 }, data: rows.map((row) => row.events) },
+    ],
+  }, true);
+}
+
 function render() {
-  const d = state.data;
-  if (!d) return;
+  const live = state.data;
+  if (!live) return;
+  // A range answers these keys; the rest stays all of time.
+  const r = state.range;
+  const d = r ? { ...live, kpis: { ...r.kpis, watermark: live.kpis?.watermark }, products: r.products, categories: r.categories,
+    abandoned_products: r.abandoned_products, price_bands: r.price_bands, age_groups: r.age_groups } : live;
   const k = d.kpis || {};
   renderTiles(k);
-  renderTimeline(d.timeline || []);
+  if (r) renderRangeTimeline(r);
+  else {
+    $("timeline-title").textContent = "The last hour of event time, by minute";
+    delete $("chart-timeline").dataset.range;
+    renderTimeline(d.timeline || []);
+  }
 
   $("insights").innerHTML = (d.insights || []).map((i) =>
     `<li data-rank="${i.rank}"><b>${esc(i.finding)}: ${esc(i.subject)}</b> — ${esc(i.evidence)}</li>`).join("") || "<li>No findings yet.</li>";
@@ -193,14 +308,16 @@ function render() {
     }, true);
   }
 
+  // In a range, a product opens its events in that range.
+  const within = r ? `&from=${encodeURIComponent(r.range.from)}&to=${encodeURIComponent(r.range.to)}` : "";
   const leaders = (d.products || []).slice(0, 10);
   table("products", [["Product"], ["Added", 1], ["Bought", 1], ["Revenue", 1], ["Add→buy", 1]],
     leaders.map((p) => [p.title, fmt.n(p.adds), fmt.n(p.purchases), fmt.money(p.revenue), fmt.pct(p.add_to_purchase_rate)]),
-    leaders.map((p) => `events?product_id=${p.product_id}`));
+    leaders.map((p) => `events?product_id=${p.product_id}${within}`));
   const abandoned = d.abandoned_products || [];
   table("abandoned", [["Product"], ["Abandoned", 1], ["Rate", 1], ["Value", 1]],
     abandoned.map((p) => [p.title, fmt.n(p.items_abandoned), fmt.pct(p.item_abandonment_rate), fmt.money(p.abandoned_value)]),
-    abandoned.map((p) => `events?product_id=${p.product_id}`));
+    abandoned.map((p) => `events?product_id=${p.product_id}${within}`));
   const carts = (d.abandoned_carts || []).slice(0, 10);
   table("carts", [["Cart"], ["Customer", 1], ["Items", 1], ["Value", 1], ["Last event"]],
     carts.map((c) => [c.cart_key.slice(0, 13), c.customer_id, fmt.n(c.items), fmt.money(c.value), c.last_at.replace("T", " ").slice(0, 16)]),
@@ -254,6 +371,7 @@ function connect(attempt) {
       state.data = Object.assign(state.data || {}, msg.changes);
       state.seq = msg.seq;
       document.body.dataset.seq = msg.seq;
+      if (state.range?.range.ends_now) loadRange();
       scheduleRender();
     } else if (msg.type === "feed") {
       state.feedCount += msg.count;
@@ -269,4 +387,5 @@ function connect(attempt) {
 
 window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
 renderTiles(null);
+loadRange();
 connect(0);

@@ -142,6 +142,37 @@ impl Page {
         }
     }
 
+    /// A real mouse click on the middle of the element `selector` finds.
+    async fn click(&mut self, selector: &str) {
+        let at = self
+            .eval(&format!(
+                "(() => {{ const el = document.querySelector({selector:?}); el.scrollIntoView(); \
+                 const r = el.getBoundingClientRect(); \
+                 return [r.left + r.width / 2, r.top + r.height / 2].join(' '); }})()"
+            ))
+            .await;
+        let at: Vec<f64> = at
+            .as_str()
+            .unwrap_or_else(|| panic!("{selector} is not on the page"))
+            .split(' ')
+            .map(|v| v.parse().expect("a number"))
+            .collect();
+        for kind in ["mousePressed", "mouseReleased"] {
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({"type": kind, "x": at[0], "y": at[1], "button": "left", "clickCount": 1}),
+            )
+            .await;
+        }
+    }
+
+    /// The KPI tiles as `{key: raw value}`.
+    async fn tiles(&mut self) -> serde_json::Map<String, Value> {
+        let tiles: Value =
+            serde_json::from_str(self.eval(TILES).await.as_str().expect("tiles")).expect("JSON");
+        tiles.as_object().expect("tiles").clone()
+    }
+
     async fn screenshot(&mut self, name: &str) -> std::path::PathBuf {
         let r = self
             .call("Page.captureScreenshot", json!({"format": "png"}))
@@ -154,6 +185,19 @@ impl Page {
         let path = dir.join(name);
         std::fs::write(&path, png).expect("write the screenshot");
         path
+    }
+}
+
+/// Every tile shows what `api` (the `kpis` of `source`) says.
+fn assert_tiles_show(tiles: &serde_json::Map<String, Value>, api: &Value, source: &str) {
+    assert!(tiles.len() >= 8, "{tiles:?}");
+    for (key, shown) in tiles {
+        let shown: f64 = shown.as_str().unwrap().parse().unwrap_or(f64::NAN);
+        let want = api[key].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (shown - want).abs() < 1e-9 || (shown.is_nan() && want.is_nan()),
+            "{key}: page shows {shown}, {source} has {want}"
+        );
     }
 }
 
@@ -203,19 +247,9 @@ async fn the_dashboard_shows_the_snapshot_and_updates_live() {
         .json()
         .await
         .unwrap();
-    let kpis = &snapshot["data"]["kpis"];
-    let tiles: Value =
-        serde_json::from_str(page.eval(TILES).await.as_str().expect("tiles")).expect("JSON");
-    let tiles = tiles.as_object().expect("tiles");
-    assert!(tiles.len() >= 8, "{tiles:?}");
-    for (key, shown) in tiles {
-        let shown: f64 = shown.as_str().unwrap().parse().unwrap_or(f64::NAN);
-        let api = kpis[key].as_f64().unwrap_or(f64::NAN);
-        assert!(
-            (shown - api).abs() < 1e-9 || (shown.is_nan() && api.is_nan()),
-            "{key}: page shows {shown}, /api/snapshot has {api}"
-        );
-    }
+    let tiles = page.tiles().await;
+    assert_tiles_show(&tiles, &snapshot["data"]["kpis"], "/api/snapshot");
+    let tiles = &tiles;
     // The four cart states are on the page and add up to the carts created.
     let tile = |key: &str| -> i64 {
         tiles
@@ -392,6 +426,143 @@ async fn the_dashboard_shows_the_snapshot_and_updates_live() {
         Duration::from_secs(30),
     )
     .await;
+    shutdown.cancel();
+    db.cleanup().await;
+}
+
+/// Picking a range: the tiles and the timeline answer for it (equal to `/api/range`), the URL
+/// carries it, a product opens its events in it, it follows live updates, and a shared
+/// `from`/`to` URL opens on the same numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picked_range_narrows_the_tiles_and_the_timeline_and_lives_in_the_url() {
+    let db = TestDb::new().await;
+    let mut pg = db.client().await;
+    insert_events(&pg, 0, 2_000, 40).await;
+    project_everything(&mut pg, 10_000).await;
+    let shutdown = CancellationToken::new();
+    let gateway = cartflow_tests::spawn_gateway(
+        &db.url,
+        &cartflow_tests::flags(&["--no-feed", "--tick-ms", "50"]),
+        &shutdown,
+    )
+    .await;
+    let base = format!("http://{}", gateway.addr);
+    let api = |query: String| {
+        let base = base.clone();
+        async move {
+            reqwest::get(format!("{base}/api/range?{query}"))
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let (_browser, port) = chromium(&format!("{base}/"));
+    let mut page = Page::open(port).await;
+    page.wait_for(
+        "live data",
+        "document.getElementById('state').dataset.state === 'live' && \
+         document.querySelector('[data-kpi=events]').dataset.value === '2000'",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    page.click("#range button[data-last='24h']").await;
+    let range = api("last=24h".into()).await;
+    let events = range["kpis"]["events"].as_i64().expect("events");
+    assert!(
+        events > 0 && events < 2_000,
+        "24 hours of 27 days: {events}"
+    );
+    page.wait_for(
+        "the tiles of the last 24 hours",
+        &format!(
+            "location.search === '?last=24h' && \
+             document.querySelector('[data-kpi=events]').dataset.value === '{events}' && \
+             document.getElementById('chart-timeline').dataset.range === 'last=24h'"
+        ),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_tiles_show(&page.tiles().await, &range["kpis"], "/api/range?last=24h");
+    let buckets = page
+        .eval("Number(document.getElementById('chart-timeline').dataset.buckets)")
+        .await;
+    assert_eq!(buckets, json!(range["timeline"].as_array().unwrap().len()));
+    assert_eq!(range["range"]["grain"], "minute");
+    let shot = page.screenshot("dashboard-range.png").await;
+    eprintln!("Screenshot: {}", shot.display());
+
+    // A product opens its events within the range.
+    let product = range["products"][0]["product_id"]
+        .as_i64()
+        .expect("a product");
+    let (from, to) = (
+        range["range"]["from"].as_str().unwrap().to_owned(),
+        range["range"]["to"].as_str().unwrap().to_owned(),
+    );
+    let in_range: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM events WHERE product_id = $1 \
+                 AND \"timestamp\" >= $2::text::timestamptz AND \"timestamp\" < $3::text::timestamptz",
+            &[&product, &from, &to],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    page.click("#products tbody tr").await;
+    page.wait_for(
+        "the product's events in the range",
+        &format!(
+            "(document.getElementById('drill').dataset.loaded || '').startsWith('events?product_id={product}&from=') && \
+             document.querySelectorAll('#drill-table tbody tr').length === {}",
+            in_range.min(50)
+        ),
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // Live: the range is read again after an update.
+    add_events(&mut pg, 2_000, 500).await;
+    let range = api("last=24h".into()).await;
+    page.wait_for(
+        "the range after the update",
+        &format!(
+            "document.querySelector('[data-kpi=events]').dataset.value === '{}' && \
+             document.querySelector('[data-kpi=carts]').dataset.value === '{}'",
+            range["kpis"]["events"], range["kpis"]["carts"]
+        ),
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // A shared URL with from and to (here six hours, a week before the end) opens on them.
+    let end = chrono::DateTime::parse_from_rfc3339(&to).unwrap();
+    let fmt = |t: chrono::DateTime<chrono::FixedOffset>| {
+        t.to_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let (from, to) = (
+        fmt(end - chrono::TimeDelta::days(7)),
+        fmt(end - chrono::TimeDelta::days(7) + chrono::TimeDelta::hours(6)),
+    );
+    let shared = api(format!("from={from}&to={to}")).await;
+    assert_eq!(shared["range"]["grain"], "hour");
+    page.eval(&format!("location.href = '{base}/?from={from}&to={to}'"))
+        .await;
+    page.wait_for(
+        "the shared range",
+        &format!(
+            "document.getElementById('state').dataset.state === 'live' && \
+             (document.getElementById('chart-timeline').dataset.range || '').startsWith('from=') && \
+             document.querySelector('[data-kpi=events]').dataset.value === '{}'",
+            shared["kpis"]["events"]
+        ),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_tiles_show(&page.tiles().await, &shared["kpis"], "/api/range?from=&to=");
     shutdown.cancel();
     db.cleanup().await;
 }

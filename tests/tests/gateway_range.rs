@@ -5,7 +5,7 @@
 
 use cartflow_gateway::Gateway;
 use cartflow_tests::TestDb;
-use cartflow_tests::analytics::{BAND, project_everything};
+use cartflow_tests::analytics::{project_everything, range_sql};
 use proptest::prelude::*;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -42,90 +42,6 @@ async fn store(db: &TestDb) {
     .expect("store events");
     project_everything(&mut pg, 10_000).await;
 }
-
-/// What plain SQL over `events` says for `[$1, $2)`, shaped as the checks read the reply.
-const EXPECTED: &str = r#"
-WITH e AS (
-    SELECT *, BAND AS band_floor FROM events WHERE "timestamp" >= $1 AND "timestamp" < $2
-), k AS (
-    SELECT max("timestamp") AS watermark, (SELECT abandon_after FROM analytics.checkpoint) AS a
-    FROM events
-), carts AS (
-    SELECT coalesce(session_id, 'customer ' || customer_id || ' on ' ||
-               to_char(("timestamp" AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD')) AS cart_key,
-           min(customer_id) AS customer_id, min("timestamp") AS first_at,
-           max("timestamp") AS last_at, count(*) AS events,
-           count(*) FILTER (WHERE action = 'add_to_cart') AS adds,
-           count(*) FILTER (WHERE action = 'remove_from_cart') AS removes,
-           count(*) FILTER (WHERE action = 'purchase_cart') AS purchases,
-           coalesce(sum(product_price) FILTER (WHERE action = 'add_to_cart'), 0)
-             - coalesce(sum(product_price) FILTER (WHERE action = 'remove_from_cart'), 0) AS value,
-           coalesce(sum(product_price) FILTER (WHERE action = 'purchase_cart'), 0) AS revenue
-    FROM events GROUP BY 1
-), started AS (
-    SELECT c.*, CASE WHEN purchases > 0 THEN 'purchased' WHEN adds <= removes THEN 'emptied'
-                     WHEN last_at <= k.watermark - k.a THEN 'abandoned' ELSE 'open' END AS state
-    FROM carts c, k WHERE first_at >= $1 AND first_at < $2
-), items AS (
-    SELECT product_id, band_floor, count(*) AS events,
-           count(*) FILTER (WHERE action = 'add_to_cart') AS adds,
-           count(*) FILTER (WHERE action = 'remove_from_cart') AS removes,
-           count(*) FILTER (WHERE action = 'purchase_cart') AS purchases,
-           coalesce(sum(product_price) FILTER (WHERE action = 'purchase_cart'), 0) AS revenue,
-           coalesce(sum(CASE action WHEN 'add_to_cart' THEN product_price
-                                    WHEN 'remove_from_cart' THEN -product_price
-                                    ELSE -product_price END), 0) AS abandoned_value
-    FROM e GROUP BY 1, 2
-)
-SELECT json_build_object(
-  'kpis', (SELECT json_build_object(
-      'events', (SELECT count(*) FROM e),
-      'revenue', (SELECT coalesce(sum(revenue), 0) FROM items),
-      'adds', (SELECT coalesce(sum(adds), 0) FROM items),
-      'removes', (SELECT coalesce(sum(removes), 0) FROM items),
-      'purchases', (SELECT coalesce(sum(purchases), 0) FROM items),
-      'item_abandoned_value', (SELECT coalesce(sum(abandoned_value), 0) FROM items),
-      'carts', count(*),
-      'purchased_carts', count(*) FILTER (WHERE state = 'purchased'),
-      'abandoned_carts', count(*) FILTER (WHERE state = 'abandoned'),
-      'emptied_carts', count(*) FILTER (WHERE state = 'emptied'),
-      'open_carts', count(*) FILTER (WHERE state = 'open'),
-      'cart_abandoned_value', coalesce(sum(value) FILTER (WHERE state = 'abandoned'), 0))
-    FROM started),
-  'products', coalesce((SELECT json_agg(x ORDER BY product_id) FROM (
-      SELECT product_id, sum(adds) AS adds, sum(removes) AS removes, sum(purchases) AS purchases,
-             sum(revenue) AS revenue, sum(abandoned_value) AS abandoned_value
-      FROM items GROUP BY 1) x), '[]'),
-  'categories', coalesce((SELECT json_agg(x ORDER BY category) FROM (
-      SELECT coalesce(p.category, 'unknown') AS category, sum(i.adds) AS adds,
-             sum(i.purchases) AS purchases, sum(i.revenue) AS revenue,
-             sum(i.abandoned_value) AS abandoned_value
-      FROM items i LEFT JOIN products p USING (product_id) GROUP BY 1) x), '[]'),
-  'price_bands', coalesce((SELECT json_agg(x ORDER BY band_floor) FROM (
-      SELECT band_floor, sum(adds) AS adds, sum(removes) AS removes, sum(purchases) AS purchases,
-             sum(revenue) AS revenue, sum(abandoned_value) AS abandoned_value
-      FROM items GROUP BY 1) x), '[]'),
-  'age_groups', coalesce((SELECT json_agg(x ORDER BY age_group) FROM (
-      SELECT CASE WHEN cu.age IS NULL THEN 'unknown' WHEN cu.age < 18 THEN '0-17'
-                  WHEN cu.age < 25 THEN '18-24' WHEN cu.age < 35 THEN '25-34'
-                  WHEN cu.age < 45 THEN '35-44' WHEN cu.age < 55 THEN '45-54'
-                  WHEN cu.age < 65 THEN '55-64' ELSE '65+' END AS age_group,
-             count(DISTINCT s.customer_id) AS customers, count(*) AS carts,
-             count(*) FILTER (WHERE s.state = 'purchased') AS purchased_carts,
-             sum(s.events) AS events, sum(s.revenue) AS revenue,
-             sum(s.value - s.revenue) AS abandoned_value
-      FROM started s LEFT JOIN customers cu USING (customer_id) GROUP BY 1) x), '[]'),
-  'timeline_events', coalesce((SELECT json_agg(x ORDER BY bucket) FROM (
-      SELECT date_bin($3::int8 * interval '1 second', "timestamp",
-                      timestamptz '2000-01-03 00:00:00+00') AS bucket, count(*) AS events
-      FROM e GROUP BY 1) x), '[]'),
-  'timeline_carts', coalesce((SELECT json_agg(x ORDER BY bucket) FROM (
-      SELECT date_bin($3::int8 * interval '1 second', first_at,
-                      timestamptz '2000-01-03 00:00:00+00') AS bucket, count(*) AS carts,
-             count(*) FILTER (WHERE state = 'abandoned') AS abandoned_carts
-      FROM started GROUP BY 1) x), '[]')
-)::text
-"#;
 
 /// `rows`, each cut down to `keys`.
 fn pick(rows: &Value, keys: &[&str]) -> Vec<Value> {
@@ -170,7 +86,7 @@ async fn check(db: &TestDb, gateway: &Gateway, query: &str) -> String {
     };
     let (from, to) = (parse("from"), parse("to"));
     let bucket = range["bucket_seconds"].as_i64().expect("bucket_seconds");
-    let sql = EXPECTED.replace("BAND", BAND);
+    let sql = range_sql();
     let text: String = db
         .client()
         .await
