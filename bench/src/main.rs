@@ -18,6 +18,8 @@
 //!   broker, consumer, projector and gateway to a WebSocket client; each stage's p50/p99 from
 //!   the services' latency histogram, against a floor (one produce→consume round trip with the
 //!   same settings plus one PostgreSQL commit of one row). Not in the default stages.
+//! * `range`: `/api/range` for 15 minutes to all of time on a projected log (`--range-events`,
+//!   10 million), against plain SQL answering the same from the log. Not in the default stages.
 //!
 //! Run it with `cargo run --release -p cartflow-bench -- --events 5000000` against a running
 //! broker (deploy/local/run.sh or test.sh start one); results go to stdout as a table and as
@@ -30,6 +32,7 @@ mod gateway_floor;
 mod measurement;
 mod producer;
 mod projector;
+mod range;
 mod report;
 mod stages;
 mod ws_client;

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 
 use crate::gateway::{ClientKind, Server};
 use crate::report::{self, StageResult};
-use crate::{consumer, e2e, gateway, gateway_floor, producer, projector};
+use crate::{consumer, e2e, gateway, gateway_floor, producer, projector, range};
 
 /// Every measurement and helper step a child can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,6 +36,11 @@ pub(crate) enum Measurement {
     /// The pipeline at `--events` events/s for `--size` seconds (one result per stage).
     E2e,
     E2eFloor,
+    RangePrepare,
+    /// `/api/range` for each stated range (one result per range).
+    RangeCartflow,
+    /// Plain SQL for each stated range (one result per range).
+    RangeBaseline,
 }
 
 impl Measurement {
@@ -137,6 +142,16 @@ pub(crate) fn run_in_child(args: &Args) -> anyhow::Result<()> {
         let results = runtime.block_on(e2e::run(b, url, p, args.events, args.size as u64))?;
         return report::print_children(&results);
     }
+    let (url, p) = (&args.database_url, &args.prefix);
+    match args.what {
+        Measurement::RangeCartflow => {
+            return report::print_children(&runtime.block_on(range::cartflow(url, p))?);
+        }
+        Measurement::RangeBaseline => {
+            return report::print_children(&runtime.block_on(range::baseline(url, p))?);
+        }
+        _ => {}
+    }
     if let Some(result) = runtime.block_on(run(args))? {
         report::print_child(&result)?;
     }
@@ -165,7 +180,9 @@ async fn run(a: &Args) -> anyhow::Result<Option<StageResult>> {
         M::ProjectorOutcomes => projector::incremental_with_outcomes(url, p, n).await?,
         M::ProjectorRebuild => projector::rebuild(url, p, n).await?,
         M::E2eFloor => e2e::floor(b, url, n).await?,
-        M::E2e => anyhow::bail!("e2e gives one result per stage: run_in_child runs it"),
+        M::E2e | M::RangeCartflow | M::RangeBaseline => {
+            anyhow::bail!("{:?} gives several results: run_in_child runs it", a.what)
+        }
         // Steps that measure nothing.
         M::ConsumerPrepare => return consumer::prepare(b, p, n).await.map(|()| None),
         M::ConsumerCleanup => return consumer::cleanup(b, p).await.map(|()| None),
@@ -173,6 +190,7 @@ async fn run(a: &Args) -> anyhow::Result<Option<StageResult>> {
         M::GatewayFloorServe => return gateway_floor::serve().await.map(|()| None),
         M::ProjectorPrepare => return projector::prepare(url, p, n).await.map(|()| None),
         M::ProjectorCleanup => return projector::cleanup(url, p).await.map(|()| None),
+        M::RangePrepare => return range::prepare(url, p, n).await.map(|()| None),
     };
     Ok(Some(measured))
 }

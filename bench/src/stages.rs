@@ -38,6 +38,13 @@ pub(crate) struct Bench {
         default_value_t = 10_000_000
     )]
     projector_events: u64,
+    /// Events for the range stage (written to PostgreSQL and projected first).
+    #[arg(
+        long,
+        env = "CARTFLOW_BENCH_RANGE_EVENTS",
+        default_value_t = 10_000_000
+    )]
+    range_events: u64,
     /// Producer rates of the e2e stage, events per second.
     #[arg(
         long,
@@ -96,6 +103,8 @@ enum Stage {
     Gateway,
     /// Event to dashboard: every stage's latency at several rates, beside the floor.
     E2e,
+    /// `/api/range` on a projected log, beside plain SQL over the log.
+    Range,
 }
 
 impl Bench {
@@ -124,6 +133,7 @@ pub(crate) fn run_all(bench: &Bench) -> anyhow::Result<()> {
             Stage::Gateway => gateway_stage(bench)?,
             Stage::Projector => projector_stage(bench)?,
             Stage::E2e => e2e_stage(bench)?,
+            Stage::Range => range_stage(bench)?,
         });
     }
     report::print_table(&results);
@@ -253,4 +263,24 @@ fn e2e_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
         }
     }
     Ok(comparisons)
+}
+
+/// The range stage: each stated range through `/api/range`'s statement and through plain SQL
+/// over the log, on one projected database.
+fn range_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
+    let prefix = uuid::Uuid::new_v4().simple().to_string();
+    let args = bench.args(M::RangePrepare, bench.range_events, &prefix);
+    eprintln!(
+        "range: {} events into PostgreSQL and projected first",
+        args.events
+    );
+    args.spawn()?;
+    let ours = args.with(M::RangeCartflow).measure_all();
+    let base = args.with(M::RangeBaseline).measure_all();
+    args.with(M::ProjectorCleanup).spawn()?;
+    Ok(ours?
+        .iter()
+        .zip(&base?)
+        .map(|(ours, base)| report::compare("range query", ours, base))
+        .collect())
 }
