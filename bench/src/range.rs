@@ -52,19 +52,15 @@ pub(crate) async fn prepare(base_url: &str, prefix: &str, events: u64) -> anyhow
 
 fn histogram() -> anyhow::Result<Histogram> {
     Ok(Histogram::with_opts(
-        HistogramOpts::new("range_seconds", "one answer").buckets(
-            prometheus::exponential_buckets(0.000_5, std::f64::consts::SQRT_2, 50)?,
-        ),
+        HistogramOpts::new("range_seconds", "one answer").buckets(prometheus::exponential_buckets(
+            0.000_5,
+            std::f64::consts::SQRT_2,
+            50,
+        )?),
     )?)
 }
 
-fn result(
-    name: String,
-    covered: u64,
-    times: &Histogram,
-    total: Duration,
-    n: usize,
-) -> StageResult {
+fn result(name: String, covered: u64, times: &Histogram, total: Duration, n: usize) -> StageResult {
     let p = (quantile_ms(times, 0.5), quantile_ms(times, 0.99));
     StageResult::measured(name, covered, total / n as u32, p)
 }

@@ -107,8 +107,20 @@ function setRange(params) {
   loadRange();
 }
 
+// A range is read at most once at a time, and after a live update no sooner than 1 s, or four
+// times what the last read took, after the last one started: a month of a large log takes a
+// few hundred milliseconds to sum.
 let rangeLoading = false;
 let rangeAgain = false;
+let rangeStarted = 0;
+let rangeCost = 0;
+let rangeTimer = null;
+function refreshRange() {
+  if (rangeTimer) return;
+  const wait = Math.max(0, rangeStarted + Math.max(1000, 4 * rangeCost) - Date.now());
+  rangeTimer = setTimeout(() => { rangeTimer = null; loadRange(); }, wait);
+}
+
 async function loadRange() {
   const q = rangeQuery();
   const p = new URLSearchParams(location.search);
@@ -117,6 +129,7 @@ async function loadRange() {
   if (!q) { state.range = null; $("range-note").textContent = ""; scheduleRender(); return; }
   if (rangeLoading) { rangeAgain = true; return; }
   rangeLoading = true;
+  rangeStarted = Date.now();
   try {
     const r = await fetch(api(`range?${q}`));
     if (!r.ok) {
@@ -132,6 +145,7 @@ async function loadRange() {
     $("range-note").textContent = `the range could not be read: ${e}`;
   } finally {
     rangeLoading = false;
+    rangeCost = Date.now() - rangeStarted;
   }
   scheduleRender();
   if (rangeAgain) { rangeAgain = false; loadRange(); }
@@ -371,7 +385,7 @@ function connect(attempt) {
       state.data = Object.assign(state.data || {}, msg.changes);
       state.seq = msg.seq;
       document.body.dataset.seq = msg.seq;
-      if (state.range?.range.ends_now) loadRange();
+      if (state.range?.range.ends_now) refreshRange();
       scheduleRender();
     } else if (msg.type === "feed") {
       state.feedCount += msg.count;

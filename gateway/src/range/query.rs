@@ -15,16 +15,26 @@ WITH items AS (
     SELECT * FROM v_item_buckets WHERE grain = $1 AND bucket >= $2 AND bucket < $3
 ), cartb AS (
     SELECT * FROM v_cart_buckets WHERE grain = $1 AND bucket >= $2 AND bucket < $3
+), open_now AS MATERIALIZED (
+    -- Every open cart (few: their last event is within abandon_after), through the partial
+    -- index; the planner would otherwise walk the range's carts by first_at to find them.
+    SELECT first_at, items, value FROM v_open_carts
 ), open AS (
-    SELECT first_at, items, value FROM v_open_carts WHERE first_at >= $2 AND first_at < $3
+    SELECT * FROM open_now WHERE first_at >= $2 AND first_at < $3
 ), started AS (
     SELECT * FROM v_cart_states WHERE first_at >= $2 AND first_at < $3
+), ipb AS (
+    -- One pass over the range's rows for the totals, products and bands.
+    SELECT product_id, band_floor, sum(events) AS events, sum(adds) AS adds,
+           sum(removes) AS removes, sum(purchases) AS purchases, sum(added_value) AS added_value,
+           sum(removed_value) AS removed_value, sum(revenue) AS revenue
+    FROM items GROUP BY product_id, band_floor
 ), i AS (
     SELECT coalesce(sum(events), 0) AS events, coalesce(sum(adds), 0) AS adds,
            coalesce(sum(removes), 0) AS removes, coalesce(sum(purchases), 0) AS purchases,
            coalesce(sum(revenue), 0) AS revenue,
            coalesce(sum(added_value - removed_value - revenue), 0) AS item_abandoned_value
-    FROM items
+    FROM ipb
 ), o AS (
     SELECT count(*) AS carts, coalesce(sum(value), 0) AS value FROM open
 ), cb AS (
@@ -54,7 +64,7 @@ WITH items AS (
 ), p AS (
     SELECT product_id, sum(adds) AS adds, sum(removes) AS removes, sum(purchases) AS purchases,
            sum(revenue) AS revenue, sum(added_value - removed_value - revenue) AS abandoned_value
-    FROM items GROUP BY product_id
+    FROM ipb GROUP BY product_id
 ), prod AS (
     SELECT p.product_id, coalesce(pr.title, 'product ' || p.product_id) AS title,
            coalesce(pr.category, 'unknown') AS category, pr.price,
@@ -83,21 +93,25 @@ WITH items AS (
            sum(adds - removes - purchases)::numeric / nullif(sum(adds - removes), 0)
                AS item_abandonment_rate,
            sum(added_value - removed_value - revenue) AS abandoned_value
-    FROM items GROUP BY band_floor
+    FROM ipb GROUP BY band_floor
+), by_customer AS (
+    -- Summed per customer first: a hash aggregate, where a DISTINCT count would sort every cart.
+    SELECT customer_id, count(*) AS carts, count(*) FILTER (WHERE purchases > 0) AS purchased_carts,
+           sum(events) AS events, sum(adds) AS adds, sum(purchases) AS purchases,
+           sum(revenue) AS revenue, sum(value - revenue) AS abandoned_value
+    FROM started GROUP BY customer_id
 ), age AS (
     SELECT CASE WHEN cu.age IS NULL THEN 'unknown' WHEN cu.age < 18 THEN '0-17'
                 WHEN cu.age < 25 THEN '18-24' WHEN cu.age < 35 THEN '25-34'
                 WHEN cu.age < 45 THEN '35-44' WHEN cu.age < 55 THEN '45-54'
                 WHEN cu.age < 65 THEN '55-64' ELSE '65+' END AS age_group,
-           count(DISTINCT s.customer_id) AS customers, sum(s.events) AS events,
-           sum(s.adds) AS adds, sum(s.purchases) AS purchases, sum(s.revenue) AS revenue,
-           count(*) AS carts, count(*) FILTER (WHERE s.state = 'purchased') AS purchased_carts,
-           (count(*) FILTER (WHERE s.state = 'purchased'))::numeric / count(*)
-               AS cart_to_purchase_rate,
-           1 - (count(*) FILTER (WHERE s.state = 'purchased'))::numeric / count(*)
-               AS cart_abandonment_rate,
-           sum(s.value - s.revenue) AS abandoned_value
-    FROM started s LEFT JOIN customers cu USING (customer_id) GROUP BY 1
+           count(*) AS customers, sum(s.events) AS events, sum(s.adds) AS adds,
+           sum(s.purchases) AS purchases, sum(s.revenue) AS revenue, sum(s.carts) AS carts,
+           sum(s.purchased_carts) AS purchased_carts,
+           sum(s.purchased_carts)::numeric / sum(s.carts) AS cart_to_purchase_rate,
+           1 - sum(s.purchased_carts)::numeric / sum(s.carts) AS cart_abandonment_rate,
+           sum(s.abandoned_value) AS abandoned_value
+    FROM by_customer s LEFT JOIN customers cu USING (customer_id) GROUP BY 1
 ), bins AS (
     SELECT generate_series(date_bin(w, $2, origin), $3 - interval '1 microsecond', w) AS bucket
     FROM (SELECT $4::int8 * interval '1 second' AS w,
