@@ -234,6 +234,7 @@ function renderTimeline(rows) {
 // A range's timeline: carts started per bucket and their abandonment rate; a bucket's bar
 // opens its events.
 let rangeRows = [];
+let rangeMetrics = { "purchased carts": false, "abandoned carts": false, revenue: false };
 function renderRangeTimeline(r) {
   const c = chart("chart-timeline");
   const rows = r.timeline || [];
@@ -248,18 +249,27 @@ function renderRangeTimeline(r) {
   timelineClicks(c);
   rangeRows = rows.map((row) => ({ ...row, seconds: b.bucket_seconds }));
   const label = (row) => (b.bucket_seconds >= 86400 ? row.bucket.slice(5, 10) : b.bucket_seconds >= 3600 ? row.bucket.slice(5, 13).replace("T", " ") + "h" : row.bucket.slice(11, 16));
+  // The legend chooses the metrics shown; the choice is kept across updates.
+  if (!c.cartflowLegend) {
+    c.on("legendselectchanged", (e) => { if (state.range) rangeMetrics = e.selected; });
+    c.cartflowLegend = true;
+  }
   c.setOption({
     animation: false,
     tooltip: { trigger: "axis" },
-    legend: { top: 0, textStyle: { fontSize: 11 } },
+    legend: { top: 0, textStyle: { fontSize: 11 }, selected: rangeMetrics },
     grid: { left: 48, right: 48, top: 28, bottom: 24 },
     xAxis: { type: "category", data: rows.map(label) },
     yAxis: [{ type: "value", name: "carts", nameTextStyle: { fontSize: 10 } },
-      { type: "value", name: "rate", min: 0, max: 1, nameTextStyle: { fontSize: 10 } }],
+      { type: "value", name: "rate", min: 0, max: 1, nameTextStyle: { fontSize: 10 } },
+      { type: "value", show: false }, { type: "value", show: false }],
     series: [
       { name: "carts started", type: "bar", data: rows.map((row) => row.carts) },
+      { name: "purchased carts", type: "bar", data: rows.map((row) => row.purchased_carts) },
+      { name: "abandoned carts", type: "bar", data: rows.map((row) => row.abandoned_carts) },
       { name: "cart abandonment", type: "line", yAxisIndex: 1, connectNulls: false, data: rows.map((row) => row.cart_abandonment_rate) },
-      { name: "events", type: "line", showSymbol: false, lineStyle: { opacity: 0.5 }, data: rows.map((row) => row.events) },
+      { name: "events", type: "line", yAxisIndex: 2, showSymbol: false, lineStyle: { opacity: 0.6 }, data: rows.map((row) => row.events) },
+      { name: "revenue", type: "line", yAxisIndex: 3, showSymbol: false, data: rows.map((row) => row.revenue) },
     ],
   }, true);
 }

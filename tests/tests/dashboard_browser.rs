@@ -523,7 +523,17 @@ async fn a_picked_range_narrows_the_tiles_and_the_timeline_and_lives_in_the_url(
     )
     .await;
 
-    // Live: the range is read again after an update.
+    // The legend chooses the timeline's metrics: revenue, off at first, turned on.
+    let revenue_shown = "echarts.getInstanceByDom(document.getElementById('chart-timeline'))\
+        .getOption().legend[0].selected.revenue === true";
+    assert_eq!(page.eval(revenue_shown).await, json!(false));
+    page.eval(
+        "echarts.getInstanceByDom(document.getElementById('chart-timeline'))\
+         .dispatchAction({type: 'legendToggleSelect', name: 'revenue'})",
+    )
+    .await;
+
+    // Live: the range is read again after an update, and the chosen metrics stay.
     add_events(&mut pg, 2_000, 500).await;
     let range = api("last=24h".into()).await;
     page.wait_for(
@@ -536,6 +546,7 @@ async fn a_picked_range_narrows_the_tiles_and_the_timeline_and_lives_in_the_url(
         Duration::from_secs(30),
     )
     .await;
+    assert_eq!(page.eval(revenue_shown).await, json!(true));
 
     // A shared URL with from and to (here six hours, a week before the end) opens on them.
     let end = chrono::DateTime::parse_from_rfc3339(&to).unwrap();
