@@ -45,6 +45,14 @@ CREATE TABLE analytics.item_minutely (
     PRIMARY KEY (minute, product_id, band_floor)
 );
 
+-- Minute rows (minute_stats, cart_minutely, item_minutely) are complete for every minute at or
+-- after minute_floor and absent before it. It is minute_retention before the watermark, or,
+-- while the projector catches up, before the latest event time of the log it has yet to read:
+-- minute rows a later step would drop are not written at all (a catch-up over days of backlog
+-- wrote one item_minutely row per event and lost a fifth of its speed to them).
+ALTER TABLE analytics.checkpoint ADD COLUMN minute_floor TIMESTAMPTZ;
+UPDATE analytics.checkpoint SET minute_floor = watermark - minute_retention;
+
 -- The carts started in a range (age groups, open carts by bucket).
 CREATE INDEX carts_first_at_idx ON analytics.carts (first_at);
 
@@ -79,7 +87,7 @@ SELECT date_trunc('minute', h."timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 FROM events h, analytics.checkpoint k
 WHERE h.tx_id < k.next_tx
   AND date_trunc('minute', h."timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-      >= k.watermark - k.minute_retention
+      >= k.minute_floor
 GROUP BY 1, 2, 3;
 
 -- The gateway reads only public views (a rebuild swaps the analytics schema, whose grants a
@@ -118,7 +126,7 @@ WHERE c.purchases = 0 AND c.adds > c.removes AND c.last_at > k.watermark - k.aba
 
 -- What a range is resolved against: the clock of event time and the minute rows' reach.
 CREATE OR REPLACE VIEW v_range_clock AS
-SELECT watermark, watermark - minute_retention AS minute_cutoff,
+SELECT watermark, minute_floor AS minute_cutoff,
        (SELECT min(hour) FROM analytics.item_hourly) AS first_hour
 FROM analytics.checkpoint;
 

@@ -128,7 +128,7 @@ impl Grain {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Clock {
     pub watermark: Option<DateTime<Utc>>,
-    /// Minute buckets at or after this are complete (`watermark - minute_retention`).
+    /// Minute buckets at or after this are complete (the checkpoint's `minute_floor`).
     pub minute_cutoff: Option<DateTime<Utc>>,
     pub first_hour: Option<DateTime<Utc>>,
 }

@@ -93,6 +93,9 @@ pub async fn step(
     let mut delta = Delta::default();
     let mut published_ms = Vec::new();
     let events = log::read_into(tx, from, to, &mut delta, Some(&mut published_ms)).await?;
+    if to < horizon {
+        delta.log_end = log::end_time(tx, horizon).await?;
+    }
     let read = started.elapsed();
     let stored = store::stored_carts(tx, schema, &delta).await?;
     delta.settle_carts(stored);

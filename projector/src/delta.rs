@@ -208,6 +208,14 @@ pub type ItemKey = (DateTime<Utc>, i64, i32);
 pub struct Delta {
     pub events: i64,
     pub watermark: Option<DateTime<Utc>>,
+    /// The latest event time of the log beyond this chunk, when the step looked: minute rows
+    /// older than `minute_retention` before it would be dropped by a later step, so none are
+    /// written (a catch-up over days of backlog writes as many minute rows as events otherwise).
+    pub log_end: Option<DateTime<Utc>>,
+    /// When set (a rebuild's pass over the whole log), minute buckets older than this before
+    /// the watermark are not kept: the store would drop them, and over a long log they
+    /// outnumber everything else in memory.
+    pub minute_retention: Option<TimeDelta>,
     pub products: HashMap<i64, Counters>,
     pub hours: HashMap<DateTime<Utc>, Counters>,
     /// The timeline's recent buckets (the store keeps only `minute_retention` of them).
@@ -231,14 +239,24 @@ impl Delta {
         count(self.products.entry(e.product_id).or_default());
         let (h, m, band) = (hour(e.timestamp), minute(e.timestamp), price_band(e.price));
         count(self.hours.entry(h).or_default());
-        count(self.minutes.entry(m).or_default());
         count(self.price_bands.entry(band).or_default());
         count(self.item_hours.entry((h, e.product_id, band)).or_default());
-        count(
-            self.item_minutes
-                .entry((m, e.product_id, band))
-                .or_default(),
-        );
+        let cutoff = self
+            .minute_retention
+            .zip(self.watermark)
+            .map(|(r, w)| w - r);
+        if cutoff.is_none_or(|c| m >= c) {
+            count(self.minutes.entry(m).or_default());
+            count(
+                self.item_minutes
+                    .entry((m, e.product_id, band))
+                    .or_default(),
+            );
+        }
+        if let Some(c) = cutoff.filter(|_| self.events % 65_536 == 0) {
+            self.minutes.retain(|m, _| *m >= c);
+            self.item_minutes.retain(|(m, _, _), _| *m >= c);
+        }
         let customer = self.customers.entry(e.customer_id).or_default();
         count(&mut customer.items);
         let t = Some(e.timestamp);

@@ -50,6 +50,24 @@ pub async fn chunk_end(
     })
 }
 
+/// The latest event time in the newest settled transaction (below `horizon`): where the log
+/// has got to, as far as one index probe and one transaction's rows can tell. Events are
+/// mostly written in time order, so it is close to the latest event time of the whole log and
+/// never beyond it.
+pub async fn end_time(
+    client: &Db<'_, impl GenericClient + Sync>,
+    horizon: i64,
+) -> Result<Option<DateTime<Utc>>, Error> {
+    let row = client
+        .query_one(
+            "SELECT max(\"timestamp\") FROM events \
+             WHERE tx_id = (SELECT max(tx_id) FROM events WHERE tx_id < $1)",
+            &[&horizon],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Adds every event with `from <= tx_id < to` to `delta`, streaming. Returns how many. With
 /// `published`, also collects each event's publish time (milliseconds since the epoch) for
 /// the latency metric; a rebuild's bulk pass over the whole log leaves it out.

@@ -68,7 +68,19 @@ async fn build_and_swap(
 
     let tx = client.transaction().await?;
     let horizon = log::horizon(&Db::new(&tx)).await?;
-    let mut delta = Delta::default();
+    let retention: f64 = tx
+        .query_one(
+            &format!(
+                "SELECT extract(epoch FROM minute_retention)::float8 FROM {REBUILD_SCHEMA}.checkpoint"
+            ),
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut delta = Delta {
+        minute_retention: chrono::TimeDelta::try_milliseconds((retention * 1000.0) as i64),
+        ..Delta::default()
+    };
     info!(horizon, "Rebuilding the analytics from the whole log.");
     let bulk_events = log::read_into(&Db::new(&tx), 0, horizon, &mut delta, None).await?;
     info!(

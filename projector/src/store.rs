@@ -207,7 +207,8 @@ async fn write_counters(
     let all = "";
     let checkpoint = format!(
         "UPDATE {schema}.checkpoint SET next_tx = $1, events = events + $2, \
-         watermark = GREATEST(watermark, $3), updated_at = now()"
+         watermark = GREATEST(watermark, $3), updated_at = now(), \
+         minute_floor = GREATEST(minute_floor, GREATEST(watermark, $3, $4) - minute_retention)"
     );
     futures::try_join!(
         add_counters(
@@ -246,21 +247,23 @@ async fn write_counters(
             all
         ),
         async {
-            let params: [&(dyn ToSql + Sync); 3] = [&next_tx, &delta.events, &delta.watermark];
+            let params: [&(dyn ToSql + Sync); 4] =
+                [&next_tx, &delta.events, &delta.watermark, &delta.log_end];
             client.execute(&checkpoint, &params).await
         },
     )?;
     Ok(())
 }
 
-/// The minute buckets inside `minute_retention` of the watermark (which the step has just
-/// moved), and the end of those that fell out of it.
+/// The minute buckets at or after the checkpoint's `minute_floor` (which the step has just
+/// moved: `minute_retention` before the watermark, or before the log's end when the step knows
+/// the log goes on), and the end of those that fell out of it.
 async fn write_timeline(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
 ) -> Result<(), Error> {
-    let cutoff = format!("(SELECT watermark - minute_retention FROM {schema}.checkpoint)");
+    let cutoff = format!("(SELECT minute_floor FROM {schema}.checkpoint)");
     let recent = format!("WHERE x.minute >= {cutoff}");
     let minutes = ("minute_stats", "minute", "timestamptz");
     let cart_minutes = ("cart_minutely", "minute");

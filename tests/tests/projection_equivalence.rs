@@ -113,7 +113,8 @@ async fn reset(client: &Client) {
                      WHERE schemaname = 'analytics' AND tablename <> 'checkpoint' LOOP \
                      EXECUTE format('TRUNCATE analytics.%I', t); \
                  END LOOP; END $$; \
-             UPDATE analytics.checkpoint SET next_tx = 0, events = 0, watermark = NULL",
+             UPDATE analytics.checkpoint SET next_tx = 0, events = 0, watermark = NULL, \
+                 minute_floor = NULL",
         )
         .await
         .expect("reset the database");
