@@ -23,6 +23,8 @@ use crate::drilldown::{BadRequest, time, unavailable};
 const MAX_LAST: TimeDelta = TimeDelta::days(3650);
 /// The most buckets a timeline is cut into.
 const MAX_BUCKETS: i64 = 120;
+/// Where timeline buckets are aligned: a Monday, midnight UTC (as `range/query.rs` bins them).
+const BUCKET_ORIGIN: DateTime<Utc> = DateTime::from_timestamp_nanos(946_857_600_000_000_000);
 /// Timeline bucket widths, narrowest first; a range takes the narrowest that gives at most
 /// [`MAX_BUCKETS`] and is no finer than its grain.
 const WIDTHS: [TimeDelta; 9] = [
@@ -170,11 +172,16 @@ impl Resolved {
             Grain::Hour
         };
         let (from, to) = (floor(from, grain.step()), ceil(to, grain.step()));
-        let span = (to - from).num_seconds().max(1);
+        // Buckets are aligned on BUCKET_ORIGIN, so the first may begin before `from`.
+        let buckets = |w: TimeDelta| {
+            let w = w.num_seconds();
+            let start = (from - BUCKET_ORIGIN).num_seconds().div_euclid(w) * w;
+            ((to - BUCKET_ORIGIN).num_seconds() - start + w - 1).div_euclid(w)
+        };
         let bucket = WIDTHS
             .into_iter()
             .filter(|w| *w >= grain.step())
-            .find(|w| (span + w.num_seconds() - 1) / w.num_seconds() <= MAX_BUCKETS)
+            .find(|w| buckets(*w) <= MAX_BUCKETS)
             .unwrap_or(WIDTHS[WIDTHS.len() - 1]);
         Resolved {
             grain,
@@ -298,6 +305,29 @@ mod tests {
         assert_eq!(
             (all.grain, all.from),
             (Grain::Hour, clock.first_hour.unwrap())
+        );
+
+        // Buckets aligned on the origin: ten hours ending off a five-minute boundary would be
+        // 121 five-minute buckets, so they are fifteen.
+        let off = w - TimeDelta::minutes(1);
+        let ten = Resolved::new(
+            Spec::Last(TimeDelta::hours(10)),
+            &Clock {
+                watermark: Some(off),
+                ..clock
+            },
+            off,
+        );
+        assert_eq!(ten.bucket, TimeDelta::minutes(15));
+        let on = Resolved::new(Spec::Last(TimeDelta::hours(10)), &clock, w);
+        assert_eq!(
+            on.bucket,
+            TimeDelta::minutes(5),
+            "ending on a boundary: 120 buckets"
+        );
+        assert_eq!(
+            BUCKET_ORIGIN,
+            Utc.with_ymd_and_hms(2000, 1, 3, 0, 0, 0).unwrap()
         );
 
         // Bounds off the grain are rounded outwards.
