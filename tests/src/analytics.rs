@@ -259,7 +259,7 @@ SELECT json_build_object(
 )::text
 "#;
 
-/// [`RANGE_SQL`], ready to run.
+/// The plain SQL of a time range (`RANGE_SQL` above), ready to run.
 pub fn range_sql() -> String {
     RANGE_SQL.replace("BAND", BAND)
 }
