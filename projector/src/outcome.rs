@@ -231,7 +231,10 @@ pub async fn after_step(
     let keys: Vec<&str> = candidates.iter().map(|(k, _, _)| k.as_str()).collect();
     let declared: HashMap<String, (Verdict, i32)> = client
         .query(
-            "SELECT cart_key, outcome, sequence FROM outcomes.verdicts WHERE cart_key = ANY($1)",
+            // One index probe per key, as store::stored_carts reads carts.
+            "SELECT v.* FROM unnest($1::text[]) AS k(key), LATERAL ( \
+                 SELECT cart_key, outcome, sequence FROM outcomes.verdicts \
+                 WHERE cart_key = k.key OFFSET 0) AS v",
             &[&keys],
         )
         .await?

@@ -32,8 +32,14 @@ pub async fn stored_carts(
         let rows = client
             .query(
                 &format!(
-                    "SELECT cart_key, customer_id, first_at, last_at, {COUNTERS} \
-                     FROM {schema}.carts WHERE cart_key = ANY($1)"
+                    // One index probe per key, whatever the statistics say: with
+                    // `cart_key = ANY($1)` and thousands of keys the planner chose a scan of
+                    // the whole table (105 ms for 6,300 keys against 632,000 carts; the probes
+                    // 28 ms), and a plain join with the keys a hash join when the table's
+                    // statistics were stale. `OFFSET 0` keeps the subquery a nested loop.
+                    "SELECT c.* FROM unnest($1::text[]) AS k(key), LATERAL ( \
+                         SELECT cart_key, customer_id, first_at, last_at, {COUNTERS} \
+                         FROM {schema}.carts WHERE cart_key = k.key OFFSET 0) AS c"
                 ),
                 &[&keys],
             )
