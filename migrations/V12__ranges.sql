@@ -31,19 +31,9 @@ CREATE TABLE analytics.item_hourly (
     PRIMARY KEY (hour, product_id, band_floor)
 );
 
-CREATE TABLE analytics.item_minutely (
-    minute        TIMESTAMPTZ   NOT NULL,
-    product_id    BIGINT        NOT NULL,
-    band_floor    INTEGER       NOT NULL,
-    events        BIGINT        NOT NULL DEFAULT 0,
-    adds          BIGINT        NOT NULL DEFAULT 0,
-    removes       BIGINT        NOT NULL DEFAULT 0,
-    purchases     BIGINT        NOT NULL DEFAULT 0,
-    added_value   NUMERIC(20,2) NOT NULL DEFAULT 0,
-    removed_value NUMERIC(20,2) NOT NULL DEFAULT 0,
-    revenue       NUMERIC(20,2) NOT NULL DEFAULT 0,
-    PRIMARY KEY (minute, product_id, band_floor)
-);
+CREATE TABLE analytics.item_minutely (LIKE analytics.item_hourly INCLUDING DEFAULTS);
+ALTER TABLE analytics.item_minutely RENAME COLUMN hour TO minute;
+ALTER TABLE analytics.item_minutely ADD PRIMARY KEY (minute, product_id, band_floor);
 
 -- Minute rows (minute_stats, cart_minutely, item_minutely) are complete for every minute at or
 -- after minute_floor and absent before it. It is minute_retention before the watermark, or,

@@ -151,9 +151,15 @@ impl Page {
                  return [r.left + r.width / 2, r.top + r.height / 2].join(' '); }})()"
             ))
             .await;
+        assert!(at.is_string(), "{selector} is not on the page");
+        self.click_at(&at).await;
+    }
+
+    /// A real mouse click at `at`, the page's coordinates as the text "x y".
+    async fn click_at(&mut self, at: &Value) {
         let at: Vec<f64> = at
             .as_str()
-            .unwrap_or_else(|| panic!("{selector} is not on the page"))
+            .expect("a point")
             .split(' ')
             .map(|v| v.parse().expect("a number"))
             .collect();
@@ -335,19 +341,7 @@ async fn the_dashboard_shows_the_snapshot_and_updates_live() {
              const r = el.getBoundingClientRect(); return [r.left + x, r.top + y].join(' '); }})()"
         ))
         .await;
-    let at: Vec<f64> = at
-        .as_str()
-        .expect("a point")
-        .split(' ')
-        .map(|v| v.parse().expect("a number"))
-        .collect();
-    for kind in ["mousePressed", "mouseReleased"] {
-        page.call(
-            "Input.dispatchMouseEvent",
-            json!({"type": kind, "x": at[0], "y": at[1], "button": "left", "clickCount": 1}),
-        )
-        .await;
-    }
+    page.click_at(&at).await;
     page.wait_for(
         "a minute's events",
         &format!(
