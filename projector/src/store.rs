@@ -180,12 +180,12 @@ pub async fn write(
     // One connection, several tables: tokio-postgres pipelines statements issued together, so
     // the step waits about one round trip for them instead of one each. The timeline follows,
     // because it reads the watermark the checkpoint update sets.
-    futures::try_join!(
+    let ((), (), floor) = futures::try_join!(
         write_customers(client, schema, delta),
         write_carts(client, schema, delta),
         write_counters(client, schema, delta, next_tx),
     )?;
-    write_timeline(client, schema, delta).await
+    write_timeline(client, schema, delta, floor).await
 }
 
 /// [`write()`] into empty tables (a rebuild's bulk pass): the two large tables go in with
@@ -199,24 +199,36 @@ pub async fn write_into_empty(
     copy_customers(tx, schema, delta).await?;
     copy_carts(tx, schema, delta).await?;
     let db = Db::new(tx);
-    write_counters(&db, schema, delta, next_tx).await?;
-    write_timeline(&db, schema, delta).await
+    let floor = write_counters(&db, schema, delta, next_tx).await?;
+    write_timeline(&db, schema, delta, floor).await
 }
 
-/// The small tables and the checkpoint, pipelined like [`write()`]'s tables.
+/// Where the checkpoint's `minute_floor` was before a step and where the step moved it.
+#[derive(Debug, Clone, Copy)]
+struct FloorMove {
+    old: Option<DateTime<Utc>>,
+    new: Option<DateTime<Utc>>,
+}
+
+/// The small tables and the checkpoint, pipelined like [`write()`]'s tables. Returns how the
+/// step moved the minute floor.
 async fn write_counters(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
     next_tx: i64,
-) -> Result<(), Error> {
+) -> Result<FloorMove, Error> {
     let all = "";
+    // RETURNING sees the new row only; the old floor comes from the row as it was.
     let checkpoint = format!(
-        "UPDATE {schema}.checkpoint SET next_tx = $1, events = events + $2, \
-         watermark = GREATEST(watermark, $3), updated_at = now(), \
-         minute_floor = GREATEST(minute_floor, GREATEST(watermark, $3, $4) - minute_retention)"
+        "UPDATE {schema}.checkpoint k SET next_tx = $1, events = k.events + $2, \
+         watermark = GREATEST(k.watermark, $3), updated_at = now(), \
+         minute_floor = GREATEST(k.minute_floor, \
+                                 GREATEST(k.watermark, $3, $4) - k.minute_retention) \
+         FROM (SELECT minute_floor FROM {schema}.checkpoint) old \
+         RETURNING old.minute_floor, k.minute_floor"
     );
-    futures::try_join!(
+    let ((), (), (), (), (), floor) = futures::try_join!(
         add_counters(
             client,
             schema,
@@ -255,10 +267,14 @@ async fn write_counters(
         async {
             let params: [&(dyn ToSql + Sync); 4] =
                 [&next_tx, &delta.events, &delta.watermark, &delta.log_end];
-            client.execute(&checkpoint, &params).await
+            let row = client.query_one(&checkpoint, &params).await?;
+            Ok::<_, Error>(FloorMove {
+                old: row.get(0),
+                new: row.get(1),
+            })
         },
     )?;
-    Ok(())
+    Ok(floor)
 }
 
 /// The minute buckets at or after the checkpoint's `minute_floor` (which the step has just
@@ -268,6 +284,7 @@ async fn write_timeline(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
+    floor: FloorMove,
 ) -> Result<(), Error> {
     let cutoff = format!("(SELECT minute_floor FROM {schema}.checkpoint)");
     let recent = format!("WHERE x.minute >= {cutoff}");
@@ -280,12 +297,39 @@ async fn write_timeline(
         write_cart_outcomes(client, schema, cart_minutes, &delta.cart_minutes, &recent),
         add_item_counters(client, schema, item_minutes, &delta.item_minutes, &recent),
     )?;
+    // Nothing lies below the old floor, so only the minutes the floor passed are deleted,
+    // and only when it moved. An open-ended `minute < floor` walked every index entry the
+    // earlier deletes left dead until vacuum came: 5 ms a step at 5,000 events/s, a sixth of
+    // the projector's time (pg_stat_statements, #18).
+    let Some(new) = floor.new else {
+        return Ok(());
+    };
+    if floor.old.is_some_and(|old| old >= new) {
+        return Ok(());
+    }
+    futures::try_join!(
+        delete_minutes(client, schema, "minute_stats", floor.old, new),
+        delete_minutes(client, schema, "cart_minutely", floor.old, new),
+        delete_minutes(client, schema, "item_minutely", floor.old, new),
+    )?;
+    Ok(())
+}
+
+async fn delete_minutes(
+    client: &Db<'_, impl GenericClient + Sync>,
+    schema: &str,
+    table: &str,
+    from: Option<DateTime<Utc>>,
+    to: DateTime<Utc>,
+) -> Result<(), Error> {
     client
-        .batch_execute(&format!(
-            "DELETE FROM {schema}.minute_stats WHERE minute < {cutoff}; \
-             DELETE FROM {schema}.cart_minutely WHERE minute < {cutoff}; \
-             DELETE FROM {schema}.item_minutely WHERE minute < {cutoff};"
-        ))
+        .execute(
+            &format!(
+                "DELETE FROM {schema}.{table} \
+                 WHERE minute >= coalesce($1::timestamptz, '-infinity') AND minute < $2"
+            ),
+            &[&from, &to],
+        )
         .await?;
     Ok(())
 }
