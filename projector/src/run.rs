@@ -120,7 +120,7 @@ async fn project(
     }
     let poll = Duration::from_millis(config.poll_ms);
     let mut last_lag = Instant::now() - LAG_EVERY;
-    let mut analyser = Analyser::default();
+    let mut analyser = Analyser::new(config.database.database_url.clone());
     // This connection's prepared statements; a new connection starts a new set.
     let statements = Statements::for_connection(client).await?;
     loop {
@@ -146,7 +146,7 @@ async fn project(
                     next_tx = step.next_tx,
                     "Applied a chunk."
                 );
-                analyser.applied(client, step.events).await?;
+                analyser.applied(step.events);
             }
             if let Some(w) = step.watermark {
                 metrics
