@@ -99,6 +99,19 @@ struct Pipeline {
     database: String,
 }
 
+/// Runs one service in the background and says so when it fails: the run then ends with its
+/// metrics page gone, and without this the reason would be lost.
+fn watch<E: std::fmt::Display>(
+    name: &'static str,
+    service: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = service.await {
+            eprintln!("  the {name} failed: {e}");
+        }
+    });
+}
+
 async fn ops() -> anyhow::Result<(TcpListener, String)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/metrics", listener.local_addr()?);
@@ -138,7 +151,10 @@ impl Pipeline {
         consumer_args.extend(["--dlq-topic".into(), topics.dlq_topic.clone()]);
         let consumer = cartflow_consumer::Cli::try_parse_from(consumer_args)?.run;
         let (listener, stored) = ops().await?;
-        tokio::spawn(cartflow_consumer::run(consumer, listener, stop.clone()));
+        watch(
+            "consumer",
+            cartflow_consumer::run(consumer, listener, stop.clone()),
+        );
 
         let projector = cartflow_projector::Cli::try_parse_from([
             "cartflow-projector",
@@ -148,7 +164,10 @@ impl Pipeline {
         ])?
         .run;
         let (listener, projected) = ops().await?;
-        tokio::spawn(cartflow_projector::run(projector, listener, stop.clone()));
+        watch(
+            "projector",
+            cartflow_projector::run(projector, listener, stop.clone()),
+        );
 
         let mut gateway_args: Vec<String> = [
             "cartflow-gateway",
