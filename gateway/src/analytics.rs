@@ -1,6 +1,7 @@
 //! Keeps the hub's snapshot current: woken by the projector's NOTIFY, read at once when the
-//! last read is a spacing old (the tick, or four times what the last read or broadcast took
-//! when that is more: `pace.rs`), else coalesced until it is.
+//! last read is a spacing old (the tick, four times what the last broadcast took the writers
+//! (`pace.rs`), or twice what the last read took, whichever is most), else coalesced until
+//! it is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,10 @@ use crate::{Error, snapshot};
 /// Read the analytics this often even without a NOTIFY (a missed one, or the abandonment
 /// clock of the views, which moves without new events).
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// Reads are spaced at least this many times what the last one took: PostgreSQL spends at
+/// most half its time on the gateway's reads (one backend of several).
+const READ_COST_FACTOR: u32 = 2;
 
 /// Runs until `shutdown`; reconnects when PostgreSQL goes away.
 pub async fn run(
@@ -68,7 +73,8 @@ async fn follow(
     loop {
         // Without a change, the analytics are read again after REFRESH_EVERY all the same.
         let wait = if dirty {
-            pace.spacing(hub.broadcast_cost().max(read_cost))
+            pace.spacing(hub.broadcast_cost())
+                .max(read_cost.saturating_mul(READ_COST_FACTOR))
         } else {
             REFRESH_EVERY
         };
