@@ -45,7 +45,16 @@ pub(crate) async fn read_carts(
         let keys: Vec<&str> = group.iter().map(|c| c.cart_key.as_str()).collect();
         let rows = client
             .query(
-                &format!("SELECT {COLUMNS} FROM events WHERE session_id = ANY($1) AND tx_id < $2"),
+                // One probe of the session index per key, as store::stored_carts reads
+                // carts. `tx_id + 0` keeps the planner off the tx_id index: on a log grown
+                // since its last analysis it took that index (`tx_id < $2` is nearly every
+                // row) and read the whole log for each group, 38-190 ms a call, three quarters
+                // of the projector's time at 5,000 events/s in such runs (#18).
+                &format!(
+                    "SELECT e.* FROM unnest($1::text[]) AS k(key), LATERAL ( \
+                         SELECT {COLUMNS} FROM events \
+                         WHERE session_id = k.key AND tx_id + 0 < $2 OFFSET 0) AS e"
+                ),
                 &[&keys, &applied_below],
             )
             .await?;
