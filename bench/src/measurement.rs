@@ -33,6 +33,8 @@ pub(crate) enum Measurement {
     ProjectorIncremental,
     ProjectorOutcomes,
     ProjectorRebuild,
+    /// The carts table alone, written by plain SQL: the least any rebuild writes.
+    ProjectorWriteFloor,
     /// The pipeline at `--events` events/s for `--size` seconds (one result per stage).
     E2e,
     E2eFloor,
@@ -179,6 +181,7 @@ async fn run(a: &Args) -> anyhow::Result<Option<StageResult>> {
         M::ProjectorIncremental => projector::incremental(url, p, n).await?,
         M::ProjectorOutcomes => projector::incremental_with_outcomes(url, p, n).await?,
         M::ProjectorRebuild => projector::rebuild(url, p, n).await?,
+        M::ProjectorWriteFloor => projector::write_floor(url, p, n).await?,
         M::E2eFloor => e2e::floor(b, url, n).await?,
         M::E2e | M::RangeCartflow | M::RangeBaseline => {
             anyhow::bail!("{:?} gives several results: run_in_child runs it", a.what)

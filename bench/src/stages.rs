@@ -230,6 +230,7 @@ fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
     let base = args.with(M::ProjectorBaseline).measure()?;
     let incremental = args.with(M::ProjectorIncremental).measure()?;
     let rebuild = args.with(M::ProjectorRebuild).measure()?;
+    let write_floor = args.with(M::ProjectorWriteFloor).measure()?;
     // After the rebuild, which it would otherwise slow by its final comparison of every cart
     // with the declared outcomes; its baseline is the incremental run without outcomes.
     let outcomes = args.with(M::ProjectorOutcomes).measure()?;
@@ -237,6 +238,7 @@ fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
     Ok(vec![
         report::compare("projector incremental", &incremental, &base),
         report::compare("projector rebuild", &rebuild, &base),
+        report::compare("projector rebuild floor", &write_floor, &base),
         report::compare("projector + outcomes", &outcomes, &incremental),
     ])
 }
