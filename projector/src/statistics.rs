@@ -53,10 +53,8 @@ impl Analyser {
         if self.since < FIRST_AFTER.max(self.at_last) {
             return;
         }
-        if let Some(running) = &self.running {
-            if !running.is_finished() {
-                return;
-            }
+        if self.running.as_ref().is_some_and(|r| !r.is_finished()) {
+            return;
         }
         self.at_last += self.since;
         self.since = 0;
