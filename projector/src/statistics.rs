@@ -32,7 +32,7 @@ pub struct Analyser {
     since: u64,
     /// Events applied when the last analysis began (those of this run).
     at_last: u64,
-    running: Option<JoinHandle<Result<(), Error>>>,
+    running: Option<JoinHandle<()>>,
 }
 
 impl Analyser {
@@ -60,13 +60,11 @@ impl Analyser {
         self.since = 0;
         let (url, events) = (self.url.clone(), self.at_last);
         self.running = Some(tokio::spawn(async move {
-            let result = analyse(&url).await;
-            match &result {
+            match analyse(&url).await {
                 Ok(()) => debug!(events, "Analysed the analytics tables."),
                 // The next analysis, or autovacuum, will do it.
                 Err(e) => warn!(error = %e, "Could not analyse the analytics tables."),
             }
-            result
         }));
     }
 }

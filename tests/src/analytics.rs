@@ -28,15 +28,20 @@ const CART_OUTCOMES: &str = "count(*)::int8, \
         FILTER (WHERE purchases = 0 AND adds > removes), 0)::numeric(20,2), \
     count(*) FILTER (WHERE purchases = 0 AND adds <= removes)";
 
-/// Each aggregate table: its name, the stored rows, and the rows plain SQL gives.
-pub fn aggregates() -> Vec<(&'static str, String, String)> {
+/// The carts, by plain SQL over `events`: the rows of `analytics.carts`.
+pub fn carts_sql() -> String {
     let cart_key = "coalesce(session_id, 'customer ' || customer_id || ' on ' || \
                     to_char((\"timestamp\" AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD'))";
-    let carts = format!(
+    format!(
         "SELECT {cart_key} AS cart_key, {COUNTERS}, min(customer_id) AS customer_id, \
              min(\"timestamp\") AS first_at, max(\"timestamp\") AS last_at \
          FROM events GROUP BY 1"
-    );
+    )
+}
+
+/// Each aggregate table: its name, the stored rows, and the rows plain SQL gives.
+pub fn aggregates() -> Vec<(&'static str, String, String)> {
+    let carts = carts_sql();
     let hour =
         |col: &str| format!("date_trunc('hour', {col} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'");
     let minute =
