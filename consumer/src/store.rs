@@ -6,7 +6,9 @@
 //! dead-lettered whole under a savepoint instead of failing the batch, and so is an event whose
 //! event_id is already stored with other content. Dead letters are recorded once per
 //! (topic, partition, offset), however often the message is redelivered. The transaction ends with a
-//! NOTIFY on [`EVENTS`](cartflow_common::channels::EVENTS), delivered on commit.
+//! NOTIFY on [`EVENTS`](cartflow_common::channels::EVENTS), delivered on commit. A batch with
+//! events first announces itself as an events writer (`cartflow_events_writer()`), which the
+//! projector's horizon relies on.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -82,6 +84,11 @@ RETURNING id, dlq_status IS NOT NULL, xmax = 0";
 pub async fn write(pool: &Pool, batch: &Batch) -> Result<Written, Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    if !batch.events.is_empty() {
+        // First, before any write gives the transaction an id: the projector's horizon waits
+        // only for transactions that announced they write events (migrations/V13).
+        tx.batch_execute("SELECT cartflow_events_writer()").await?;
+    }
     let mut written = Written::default();
     let mut refused = Vec::new();
 

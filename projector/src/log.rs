@@ -1,10 +1,13 @@
 //! Reading the raw log in settled chunks.
 //!
 //! Every `events` row carries the id of the transaction that wrote it (`tx_id`). A row whose
-//! `tx_id` is below the oldest transaction still running (the snapshot's xmin, the
-//! *horizon*) can no longer appear or change, so the log up to the horizon is final whichever
-//! consumer wrote it and in whatever order their transactions committed. The checkpoint is one
-//! number: every row with `tx_id` below it has been applied.
+//! `tx_id` is below the oldest transaction that may still write events (the *horizon*,
+//! `cartflow_log_horizon()`, migrations/V13) can no longer appear or change, so the log up to
+//! the horizon is final whichever consumer wrote it and in whatever order their transactions
+//! committed. Writers of `events` announce themselves before they have a transaction id, so
+//! other long transactions on the server (a rebuild's write, another database's bulk load) do
+//! not hold the horizon back. The checkpoint is one number: every row with `tx_id` below it has
+//! been applied.
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, pin_mut};
@@ -16,13 +19,11 @@ use crate::Error;
 use crate::delta::{Action, Delta, LogEvent};
 use crate::sql::Db;
 
-/// The oldest transaction still running: the log below it is final.
+/// The oldest transaction that may still write events: the log below it is final. Read in a
+/// statement of its own, before the statements that read the log (each takes a later snapshot).
 pub async fn horizon(client: &Db<'_, impl GenericClient + Sync>) -> Result<i64, Error> {
     let row = client
-        .query_one(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-            &[],
-        )
+        .query_one("SELECT cartflow_log_horizon()", &[])
         .await?;
     Ok(row.get(0))
 }
