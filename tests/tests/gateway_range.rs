@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 /// and products the catalogue does not know, and v1 events without a session.
 async fn store(db: &TestDb) {
     let mut pg = db.client().await;
+    // One transaction that writes customers before events: it announces itself first (V13).
     pg.batch_execute(
-        "INSERT INTO customers (customer_id, name, age, email) \
+        "SELECT cartflow_events_writer(); \
+         INSERT INTO customers (customer_id, name, age, email) \
          SELECT c, 'customer ' || c, 14 + c * 2, 'c' || c || '@example.com' \
          FROM generate_series(1, 35) c; \
          INSERT INTO products (product_id, title, price, category) \
