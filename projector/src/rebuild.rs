@@ -2,7 +2,8 @@
 //! schema, then swapped in atomically while the live projection goes on.
 //!
 //! 1. Fresh tables in `analytics_rebuild`, shaped like the live ones.
-//! 2. One streaming pass over the log up to the horizon, summed in memory, written once.
+//! 2. One streaming pass over the log up to the horizon, summed in memory, written once; the
+//!    tables written by COPY get their indexes after their rows.
 //! 3. Catch-up steps, as the live projector takes them, until the rebuild is current.
 //! 4. The swap, in one transaction holding the live schema's writer lock: the last steps,
 //!    the schemas renamed, the views pointed at the new tables, the old generation dropped.
@@ -23,6 +24,10 @@ use crate::sql::{Db, Statements};
 use crate::{Error, log, outcome, store};
 
 const RETIRED_SCHEMA: &str = "analytics_retired";
+/// The tables the bulk pass writes with COPY: created without indexes, which are built once
+/// the rows are in. Maintained row by row, the carts' three indexes took 2.7 s of a 3.3 s COPY
+/// of 631,000 carts; built after it, 0.9 s.
+const COPIED: [&str; 2] = ["carts", "customer_stats"];
 /// Held for the whole rebuild: one at a time.
 const REBUILD_LOCK: i64 = 0x7265_6275_696c_6421; // "rebuild!"
 
@@ -91,7 +96,12 @@ async fn build_and_swap(
     );
     delta.settle_carts(HashMap::new());
     store::write_into_empty(&tx, REBUILD_SCHEMA, &delta, horizon).await?;
+    build_indexes(&tx).await?;
     tx.commit().await?;
+    info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "Wrote the rebuilt tables; catching up."
+    );
     drop(delta);
     // Fresh tables have no statistics until autovacuum gets to them, and the planner then
     // guesses (a one-row checkpoint was estimated at 1,060 rows): give the swapped-in tables
@@ -183,8 +193,13 @@ async fn create_tables(client: &Client) -> Result<Vec<String>, Error> {
     let mut ddl =
         format!("DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE; CREATE SCHEMA {REBUILD_SCHEMA};");
     for table in &tables {
+        let copied = COPIED
+            .iter()
+            .any(|c| &cartflow_common::db::quote_ident(c) == table);
+        let indexes = if copied { "EXCLUDING INDEXES" } else { "" };
         ddl.push_str(&format!(
-            "CREATE TABLE {REBUILD_SCHEMA}.{table} (LIKE {LIVE_SCHEMA}.{table} INCLUDING ALL);"
+            "CREATE TABLE {REBUILD_SCHEMA}.{table} \
+             (LIKE {LIVE_SCHEMA}.{table} INCLUDING ALL {indexes});"
         ));
     }
     ddl.push_str(&format!(
@@ -193,6 +208,32 @@ async fn create_tables(client: &Client) -> Result<Vec<String>, Error> {
     ));
     client.batch_execute(&ddl).await?;
     Ok(tables)
+}
+
+/// Gives the [`COPIED`] tables of the rebuild the indexes and key constraints their live
+/// tables have.
+async fn build_indexes(tx: &tokio_postgres::Transaction<'_>) -> Result<(), Error> {
+    let copied: Vec<&str> = COPIED.to_vec();
+    let statements = tx
+        .query(
+            "SELECT CASE WHEN c.oid IS NOT NULL \
+                 THEN format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', $2::text, t.relname, \
+                             c.conname, pg_get_constraintdef(c.oid)) \
+                 ELSE replace(pg_get_indexdef(i.indexrelid), format(' ON %I.', $1::text), \
+                              format(' ON %I.', $2::text)) END \
+             FROM pg_index i \
+             JOIN pg_class t ON t.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = t.relnamespace \
+             LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = t.oid \
+             WHERE n.nspname = $1 AND t.relname = ANY($3) \
+             ORDER BY t.relname, c.oid IS NULL, i.indexrelid",
+            &[&LIVE_SCHEMA, &REBUILD_SCHEMA, &copied],
+        )
+        .await?;
+    for statement in statements {
+        tx.batch_execute(statement.get(0)).await?;
+    }
+    Ok(())
 }
 
 /// The tables of `schema`, as quoted identifiers.
