@@ -35,11 +35,22 @@ type Buckets = Vec<(f64, f64)>;
 
 /// The buckets of `cartflow_event_latency_seconds{stage}` on the page at `url`.
 async fn scrape(url: &str, stage: &str) -> anyhow::Result<Buckets> {
+    scrape_histogram(
+        url,
+        "cartflow_event_latency_seconds",
+        &format!("stage=\"{stage}\""),
+    )
+    .await
+}
+
+/// The buckets of histogram `metric` on the page at `url`, of the series whose labels contain
+/// `label` (any series when it is empty).
+async fn scrape_histogram(url: &str, metric: &str, label: &str) -> anyhow::Result<Buckets> {
     let text = reqwest::get(url).await?.text().await?;
-    let prefix = "cartflow_event_latency_seconds_bucket{";
+    let prefix = format!("{metric}_bucket{{");
     let mut buckets = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with(prefix)) {
-        if !line.contains(&format!("stage=\"{stage}\"")) {
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+        if !line.contains(label) {
             continue;
         }
         let le = line
@@ -204,6 +215,11 @@ impl Pipeline {
         Ok(all)
     }
 
+    /// The gateway's analytics reads (`cartflow_gateway_snapshot_seconds`).
+    async fn scrape_reads(&self) -> anyhow::Result<Buckets> {
+        scrape_histogram(&self.pages[2], "cartflow_gateway_snapshot_seconds", "").await
+    }
+
     /// Waits until every stage has seen `events` events (or `within` passes).
     async fn settle(&self, events: f64, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
@@ -281,6 +297,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<Vec<StageResult>> {
     let pipeline = Pipeline::start(brokers, base_url, prefix).await?;
     let before = pipeline.scrape_all().await?;
+    let reads_before = pipeline.scrape_reads().await?;
     let events = rate * seconds;
     let t = &pipeline.topics;
     let profile = flat_profile()?;
@@ -318,6 +335,15 @@ pub(crate) async fn run(
         .settle(report.events as f64, Duration::from_secs(60))
         .await?;
     let after = pipeline.scrape_all().await?;
+    // Not a stage of its own: what `pushed` waits for beyond `projected` is about two of these.
+    // On stderr: a stage's stdout is its results, read by the runner.
+    let reads = pipeline.scrape_reads().await?;
+    eprintln!(
+        "  {rate}/s: the gateway read the analytics {:.0} times, p50 {:.1} ms, p99 {:.1} ms",
+        reads.last().map_or(0.0, |(_, n)| *n) - reads_before.last().map_or(0.0, |(_, n)| *n),
+        quantile_ms(&reads_before, &reads, 0.50),
+        quantile_ms(&reads_before, &reads, 0.99),
+    );
     let results = STAGES
         .iter()
         .enumerate()
