@@ -8,6 +8,11 @@
 
 use std::collections::HashMap;
 
+/// The delta's maps: foldhash instead of std's SipHash, whose hashing was most of a rebuild's
+/// read (one core busy summing while PostgreSQL sent rows at 40% of another). Seeded per
+/// process, so keys from the log (cart keys) cannot be chosen to collide.
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rust_decimal::Decimal;
 
@@ -216,19 +221,19 @@ pub struct Delta {
     /// the watermark are not kept: the store would drop them, and over a long log they
     /// outnumber everything else in memory.
     pub minute_retention: Option<TimeDelta>,
-    pub products: HashMap<i64, Counters>,
-    pub hours: HashMap<DateTime<Utc>, Counters>,
+    pub products: Map<i64, Counters>,
+    pub hours: Map<DateTime<Utc>, Counters>,
     /// The timeline's recent buckets (the store keeps only `minute_retention` of them).
-    pub minutes: HashMap<DateTime<Utc>, Counters>,
-    pub price_bands: HashMap<i32, Counters>,
+    pub minutes: Map<DateTime<Utc>, Counters>,
+    pub price_bands: Map<i32, Counters>,
     /// Item counters by hour (all time) and by minute (recent), product and band: what a time
     /// range's products, categories and bands are summed from.
-    pub item_hours: HashMap<ItemKey, Counters>,
-    pub item_minutes: HashMap<ItemKey, Counters>,
-    pub customers: HashMap<i64, CustomerDelta>,
-    pub carts: HashMap<String, Cart>,
-    pub cart_hours: HashMap<DateTime<Utc>, CartOutcomes>,
-    pub cart_minutes: HashMap<DateTime<Utc>, CartOutcomes>,
+    pub item_hours: Map<ItemKey, Counters>,
+    pub item_minutes: Map<ItemKey, Counters>,
+    pub customers: Map<i64, CustomerDelta>,
+    pub carts: Map<String, Cart>,
+    pub cart_hours: Map<DateTime<Utc>, CartOutcomes>,
+    pub cart_minutes: Map<DateTime<Utc>, CartOutcomes>,
 }
 
 impl Delta {
@@ -287,7 +292,7 @@ impl Delta {
     /// Merges this chunk's carts with their stored states (`stored`, by key; absent for new
     /// carts) and turns the change of each cart's outcome into `cart_hours` and customer cart
     /// counts. Afterwards `carts` holds the carts' new full states, ready to be written.
-    pub fn settle_carts(&mut self, mut stored: HashMap<String, Cart>) {
+    pub fn settle_carts(&mut self, mut stored: Map<String, Cart>) {
         for (key, cart) in &mut self.carts {
             let old = stored.remove(key);
             let was_purchased = old.as_ref().is_some_and(Cart::purchased);
@@ -315,8 +320,8 @@ impl Delta {
     /// Adds (`sign` 1) or takes away (-1) `cart`'s outcome under the hour and the minute it
     /// started in.
     fn count_outcome(
-        hours: &mut HashMap<DateTime<Utc>, CartOutcomes>,
-        minutes: &mut HashMap<DateTime<Utc>, CartOutcomes>,
+        hours: &mut Map<DateTime<Utc>, CartOutcomes>,
+        minutes: &mut Map<DateTime<Utc>, CartOutcomes>,
         cart: &Cart,
         sign: i64,
     ) {
@@ -348,7 +353,7 @@ mod tests {
     fn one_pass(events: &[LogEvent]) -> Delta {
         let mut d = Delta::default();
         events.iter().for_each(|e| d.add(e));
-        d.settle_carts(HashMap::new());
+        d.settle_carts(Map::default());
         d
     }
 
@@ -357,7 +362,7 @@ mod tests {
         let mut first = one_pass(&[event("s", Action::Add, 30, 0)]);
         let h = hour(first.watermark.unwrap());
         assert_eq!(first.cart_hours[&h].unpurchased_carts, 1);
-        let stored: HashMap<_, _> = first.carts.drain().collect();
+        let stored: Map<_, _> = first.carts.drain().collect();
 
         assert!(stored["s"].new, "a cart first seen in a chunk is new");
         let stored = stored
@@ -382,7 +387,7 @@ mod tests {
 
     #[test]
     fn a_late_earlier_event_moves_the_cart_to_its_start_hour() {
-        let stored: HashMap<_, _> = one_pass(&[event("s", Action::Add, 30, 50)])
+        let stored: Map<_, _> = one_pass(&[event("s", Action::Add, 30, 50)])
             .carts
             .drain()
             .collect();
@@ -406,7 +411,7 @@ mod tests {
         assert_eq!(one_pass(&[by(4, 1), by(9, 0)]).carts["s"].customer_id, 4);
 
         // A later chunk with a lesser customer moves the cart, and its count, to them.
-        let stored: HashMap<_, _> = one_pass(&[by(9, 0)]).carts.drain().collect();
+        let stored: Map<_, _> = one_pass(&[by(9, 0)]).carts.drain().collect();
         let mut second = Delta::default();
         second.add(&by(4, 1));
         second.settle_carts(stored);

@@ -28,7 +28,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::Error;
-use crate::delta::Cart;
+use crate::delta::{Cart, Map};
 use crate::sql::Db;
 
 /// Carts compared per page of a full reconciliation.
@@ -219,7 +219,7 @@ impl Clock {
 pub async fn after_step(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
-    carts: &HashMap<String, Cart>,
+    carts: &Map<String, Cart>,
     old_watermark: Option<DateTime<Utc>>,
 ) -> Result<Decided, Error> {
     let (clock, old_cutoff) = Clock::read(client, schema, old_watermark).await?;

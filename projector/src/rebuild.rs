@@ -11,7 +11,6 @@
 //!    with its tables, so the live projector continues from where the rebuild stopped and no
 //!    event is lost or counted twice.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use tokio_postgres::Client;
@@ -19,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::apply::{self, Generation, LIVE_SCHEMA, REBUILD_SCHEMA};
-use crate::delta::Delta;
+use crate::delta::{Delta, Map};
 use crate::sql::{Db, Statements};
 use crate::{Error, log, outcome, store};
 
@@ -94,7 +93,7 @@ async fn build_and_swap(
         seconds = started.elapsed().as_secs_f64(),
         "Read the log; writing the rebuilt tables."
     );
-    delta.settle_carts(HashMap::new());
+    delta.settle_carts(Map::default());
     store::write_into_empty(&tx, REBUILD_SCHEMA, &delta, horizon).await?;
     build_indexes(&tx).await?;
     tx.commit().await?;

@@ -4,8 +4,6 @@
 //! swaps it in. Counters are added (`t.x + EXCLUDED.x`), first/last times take the least and
 //! greatest, and carts are written whole (their state was merged in memory).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use rust_decimal::Decimal;
@@ -14,7 +12,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use crate::Error;
-use crate::delta::{Cart, CartOutcomes, Counters, Delta, ItemKey};
+use crate::delta::{Cart, CartOutcomes, Counters, Delta, ItemKey, Map};
 use crate::sql::Db;
 
 /// Rows per statement: keeps a rebuild's millions of carts in bounded messages.
@@ -25,9 +23,9 @@ pub async fn stored_carts(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
-) -> Result<HashMap<String, Cart>, Error> {
+) -> Result<Map<String, Cart>, Error> {
     let keys: Vec<&str> = delta.carts.keys().map(String::as_str).collect();
-    let mut carts = HashMap::with_capacity(keys.len());
+    let mut carts = Map::with_capacity_and_hasher(keys.len(), Default::default());
     for keys in keys.chunks(ROWS_PER_STATEMENT) {
         let rows = client
             .query(
@@ -121,7 +119,7 @@ async fn add_counters<K: ToSql + Sync + Clone>(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     (table, key_column, key_type): (&str, &str, &str),
-    rows: &HashMap<K, Counters>,
+    rows: &Map<K, Counters>,
     keep: &str,
 ) -> Result<(), Error> {
     let sql = format!(
@@ -147,7 +145,7 @@ async fn add_item_counters(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     (table, bucket): (&str, &str),
-    rows: &HashMap<ItemKey, Counters>,
+    rows: &Map<ItemKey, Counters>,
     keep: &str,
 ) -> Result<(), Error> {
     let sql = format!(
@@ -434,7 +432,7 @@ async fn write_cart_outcomes(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     (table, key): (&str, &str),
-    rows: &HashMap<DateTime<Utc>, CartOutcomes>,
+    rows: &Map<DateTime<Utc>, CartOutcomes>,
     keep: &str,
 ) -> Result<(), Error> {
     if rows.is_empty() {
