@@ -8,13 +8,14 @@
 
 use std::collections::HashMap;
 
-/// The delta's maps: foldhash instead of std's SipHash, whose hashing was most of a rebuild's
-/// read (one core busy summing while PostgreSQL sent rows at 40% of another). Seeded per
-/// process, so keys from the log (cart keys) cannot be chosen to collide.
-pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rust_decimal::Decimal;
+
+/// The delta's maps: foldhash instead of std's SipHash. A rebuild's read is bound by this
+/// summing (one core busy while PostgreSQL sends rows at 40% of another); the faster hash took
+/// a 2,000,000-event rebuild from 7.0-7.4 s to 6.3-6.7 s. Seeded per process, so keys from the
+/// log (cart keys) cannot be chosen to collide.
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One row of the raw log, as the projector needs it.
 #[derive(Debug, Clone, PartialEq)]
