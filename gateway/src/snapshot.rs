@@ -8,46 +8,45 @@ use serde_json::{Map, Value};
 
 use crate::Error;
 
+/// The rows several parts share, each read once: `v_peaks` and `v_insights` rank rows of
+/// these views, and computed them again for every mention (V15). Lists are in their parts'
+/// order.
+const SHARED: &str = "WITH k AS (SELECT (SELECT v FROM v_kpis v) AS r), \
+    hod AS (SELECT ARRAY(SELECT v FROM v_hour_of_day v ORDER BY hour_of_day) AS a), \
+    dow AS (SELECT ARRAY(SELECT v FROM v_day_of_week v ORDER BY iso_day_of_week) AS a), \
+    mon AS (SELECT ARRAY(SELECT v FROM v_month v ORDER BY month) AS a), \
+    pp AS (SELECT ARRAY(SELECT v FROM v_product_performance v \
+                        ORDER BY rank_revenue, product_id) AS a), \
+    cp AS (SELECT ARRAY(SELECT v FROM v_category_performance v \
+                        ORDER BY revenue DESC, category) AS a), \
+    pb AS (SELECT ARRAY(SELECT v FROM v_abandonment_by_price_band v ORDER BY band_floor) AS a), \
+    ag AS (SELECT ARRAY(SELECT v FROM v_age_groups v ORDER BY age_group) AS a)";
+
 /// `(key, SQL producing a JSON value)`; lists are ordered and, where they can be long, cut.
-/// Only the public views and tables are read: a rebuild swaps the `analytics` schema, whose
-/// grants a read-only role would then lose.
+/// Only the public views, tables and functions are read: a rebuild swaps the `analytics`
+/// schema, whose grants a read-only role would then lose.
 const PARTS: [(&str, &str); 16] = [
-    ("kpis", "(SELECT row_to_json(k) FROM v_kpis k)"),
-    (
-        "hour_of_day",
-        "(SELECT json_agg(v ORDER BY hour_of_day) FROM v_hour_of_day v)",
-    ),
-    (
-        "day_of_week",
-        "(SELECT json_agg(v ORDER BY iso_day_of_week) FROM v_day_of_week v)",
-    ),
-    (
-        "month",
-        "(SELECT json_agg(v ORDER BY month) FROM v_month v)",
-    ),
+    ("kpis", "(SELECT row_to_json(r) FROM k)"),
+    ("hour_of_day", "(SELECT array_to_json(a) FROM hod)"),
+    ("day_of_week", "(SELECT array_to_json(a) FROM dow)"),
+    ("month", "(SELECT array_to_json(a) FROM mon)"),
     (
         "day_hour",
         "(SELECT json_agg(json_build_array(iso_day_of_week, hour_of_day, events) \
              ORDER BY iso_day_of_week, hour_of_day) FROM v_day_hour)",
     ),
-    ("peaks", "(SELECT json_agg(v) FROM v_peaks v)"),
     (
-        "products",
-        "(SELECT json_agg(v ORDER BY rank_revenue, product_id) FROM v_product_performance v)",
+        "peaks",
+        "(SELECT json_agg(p) FROM hod, dow, mon, cartflow_peaks(hod.a, dow.a, mon.a) p)",
     ),
-    (
-        "categories",
-        "(SELECT json_agg(v ORDER BY revenue DESC, category) FROM v_category_performance v)",
-    ),
+    ("products", "(SELECT array_to_json(a) FROM pp)"),
+    ("categories", "(SELECT array_to_json(a) FROM cp)"),
     (
         "abandoned_products",
         "(SELECT json_agg(v) FROM (SELECT * FROM v_abandoned_products \
              ORDER BY abandoned_value DESC, product_id LIMIT 10) v)",
     ),
-    (
-        "price_bands",
-        "(SELECT json_agg(v ORDER BY band_floor) FROM v_abandonment_by_price_band v)",
-    ),
+    ("price_bands", "(SELECT array_to_json(a) FROM pb)"),
     (
         "abandoned_carts",
         "(SELECT json_agg(v) FROM (SELECT * FROM v_abandoned_carts \
@@ -58,13 +57,11 @@ const PARTS: [(&str, &str); 16] = [
         "(SELECT json_agg(v) FROM (SELECT * FROM v_high_value_customers \
              ORDER BY rank_revenue, customer_id LIMIT 20) v)",
     ),
-    (
-        "age_groups",
-        "(SELECT json_agg(v ORDER BY age_group) FROM v_age_groups v)",
-    ),
+    ("age_groups", "(SELECT array_to_json(a) FROM ag)"),
     (
         "insights",
-        "(SELECT json_agg(v ORDER BY rank) FROM v_insights v)",
+        "(SELECT json_agg(i ORDER BY rank) FROM k, cp, pp, pb, hod, ag, \
+             cartflow_insights(k.r, cp.a, pp.a, pb.a, hod.a, ag.a) i)",
     ),
     (
         "timeline",
@@ -88,7 +85,10 @@ fn build_query() -> String {
         .iter()
         .map(|(key, sql)| format!("'{key}', coalesce({sql}, '[]'::json)"))
         .collect();
-    format!("SELECT json_build_object({})::text", fields.join(", "))
+    format!(
+        "{SHARED} SELECT json_build_object({})::text",
+        fields.join(", ")
+    )
 }
 
 /// Reads every analytic.

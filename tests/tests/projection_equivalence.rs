@@ -263,3 +263,80 @@ async fn the_views_agree_with_each_other() {
     assert!(one("SELECT count(*) FROM v_insights").await >= 5);
     db.cleanup().await;
 }
+
+/// The gateway's snapshot reads the views it shares (V15) once and hands their rows to
+/// `cartflow_peaks` and `cartflow_insights`: every key must still be its view read alone.
+#[tokio::test]
+async fn the_gateways_snapshot_is_each_view_read_alone() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let history = History {
+        events: (0..300)
+            .map(|i| Event {
+                customer: i % 5 + 1,
+                session: Some((i % 4) as u8),
+                product: (i % 6) as usize,
+                action: [0, 0, 1, 0, 2][(i % 5) as usize],
+                minute: (i * 53) % 9000,
+            })
+            .collect(),
+        batches: vec![],
+        chunks: vec![0],
+    };
+    deliver(&client, &history, &(0..300).collect::<Vec<_>>()).await;
+    let mut c = db.client().await;
+    project_everything(&mut c, 100).await;
+    let pool = cartflow_common::db::pool(
+        &cartflow_tests::parse_url(&db.url),
+        cartflow_common::config::PoolArgs::default(),
+    )
+    .await
+    .unwrap();
+    let snapshot = cartflow_gateway::snapshot::load(&pool).await.unwrap();
+    let alone = [
+        ("kpis", "SELECT row_to_json(v) FROM v_kpis v"),
+        (
+            "hour_of_day",
+            "SELECT json_agg(v ORDER BY hour_of_day) FROM v_hour_of_day v",
+        ),
+        (
+            "day_of_week",
+            "SELECT json_agg(v ORDER BY iso_day_of_week) FROM v_day_of_week v",
+        ),
+        ("month", "SELECT json_agg(v ORDER BY month) FROM v_month v"),
+        ("peaks", "SELECT json_agg(v) FROM v_peaks v"),
+        (
+            "products",
+            "SELECT json_agg(v ORDER BY rank_revenue, product_id) FROM v_product_performance v",
+        ),
+        (
+            "categories",
+            "SELECT json_agg(v ORDER BY revenue DESC, category) FROM v_category_performance v",
+        ),
+        (
+            "price_bands",
+            "SELECT json_agg(v ORDER BY band_floor) FROM v_abandonment_by_price_band v",
+        ),
+        (
+            "age_groups",
+            "SELECT json_agg(v ORDER BY age_group) FROM v_age_groups v",
+        ),
+        (
+            "insights",
+            "SELECT json_agg(v ORDER BY rank) FROM v_insights v",
+        ),
+    ];
+    for (key, sql) in alone {
+        let text: String = client
+            .query_one(&format!("SELECT ({sql})::text"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        let view: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(snapshot[key], view, "{key}");
+    }
+    let insights = snapshot["insights"].as_array().unwrap();
+    assert!(insights.len() >= 5, "{insights:?}");
+    assert_eq!(snapshot["peaks"].as_array().unwrap().len(), 6);
+    db.cleanup().await;
+}
