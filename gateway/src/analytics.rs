@@ -1,7 +1,7 @@
 //! Keeps the hub's snapshot current: woken by the projector's NOTIFY, read at once when the
 //! last read is a spacing old (the tick, four times what the last broadcast took the writers
-//! (`pace.rs`), or twice what the last read took, whichever is most), else coalesced until
-//! it is.
+//! (`pace.rs`), or `--read-spacing` times what the last read took, whichever is most), else
+//! coalesced until it is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +24,16 @@ use crate::{Error, snapshot};
 /// clock of the views, which moves without new events).
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
-/// Reads are spaced at least this many times what the last one took: PostgreSQL spends at
-/// most half its time on the gateway's reads (one backend of several).
-const READ_COST_FACTOR: u32 = 2;
+/// How often the analytics may be read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadPace {
+    /// The least time between two broadcasts (`--tick-ms`).
+    pub tick: Duration,
+    /// Reads start at least this many times what the last one took after it began
+    /// (`--read-spacing`): 1 reads again as soon as a read ends, 2 keeps the reading backend
+    /// at most half busy.
+    pub spacing: f64,
+}
 
 /// Runs until `shutdown`; reconnects when PostgreSQL goes away.
 pub async fn run(
@@ -34,14 +41,14 @@ pub async fn run(
     pool: Pool,
     hub: Arc<Hub>,
     metrics: Metrics,
-    tick: Duration,
+    pace: ReadPace,
     changes: Changes,
     shutdown: CancellationToken,
 ) {
     let mut changes = changes;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     while !shutdown.is_cancelled() {
-        match follow(&url, &pool, &hub, &metrics, tick, &mut changes, &shutdown).await {
+        match follow(&url, &pool, &hub, &metrics, pace, &mut changes, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 warn!(error = %e, retry_in = ?backoff.peek(), "Analytics refresh failed; retrying.");
@@ -58,7 +65,7 @@ async fn follow(
     pool: &Pool,
     hub: &Hub,
     metrics: &Metrics,
-    tick: Duration,
+    read_pace: ReadPace,
     changes: &mut Changes,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
@@ -66,7 +73,7 @@ async fn follow(
     let mut dirty = true;
     // The oldest publish time among the projector steps not yet pushed.
     let mut oldest: Option<i64> = None;
-    let mut pace = Pace::new(tick);
+    let mut pace = Pace::new(read_pace.tick);
     // What the last read and publish took: reading is the analytics' own cost, on PostgreSQL
     // (tens of milliseconds on a large database), so it spaces the reads as a broadcast does.
     let mut read_cost = Duration::ZERO;
@@ -74,7 +81,7 @@ async fn follow(
         // Without a change, the analytics are read again after REFRESH_EVERY all the same.
         let wait = if dirty {
             pace.spacing(hub.broadcast_cost())
-                .max(read_cost.saturating_mul(READ_COST_FACTOR))
+                .max(read_cost.mul_f64(read_pace.spacing))
         } else {
             REFRESH_EVERY
         };

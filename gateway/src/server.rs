@@ -81,7 +81,10 @@ impl Gateway {
             pool.clone(),
             hub.clone(),
             metrics.clone(),
-            tick,
+            analytics::ReadPace {
+                tick,
+                spacing: config.read_spacing,
+            },
             Changes::new(config.change_share),
             shutdown.clone(),
         ));
