@@ -3,7 +3,9 @@
 //! own histogram (`cartflow_event_latency_seconds`, publish time to the end of the stage);
 //! and the floor beside it, measured in the same run: one message's produce→consume round trip
 //! on the same broker with the producer's own settings (acks=all, idempotent, linger 5 ms)
-//! plus one PostgreSQL commit of one row.
+//! plus one PostgreSQL commit of one row. The same round trip is also sampled while the
+//! pipeline runs (ten a second, on a topic and database of its own): what the machine's load
+//! costs a raw round trip, beside what the pipeline's stages take under it.
 
 use std::time::{Duration, Instant};
 
@@ -327,10 +329,20 @@ pub(crate) async fn run(
     ])?;
     let started = Instant::now();
     let (listener, _) = ops().await?;
+    let sampling = CancellationToken::new();
+    let loaded = tokio::spawn(sample(
+        brokers.to_owned(),
+        base_url.to_owned(),
+        LOADED_GAP,
+        sampling.clone(),
+    ));
     let report = cartflow_producer::run(producer, listener, CancellationToken::new()).await;
+    sampling.cancel();
     let _ = std::fs::remove_file(&profile);
     let report = report?;
     let elapsed = started.elapsed();
+    let mut loaded = loaded.await??;
+    loaded.name = format!("{rate}/s floor under load");
     pipeline
         .settle(report.events as f64, Duration::from_secs(60))
         .await?;
@@ -344,7 +356,7 @@ pub(crate) async fn run(
         quantile_ms(&reads_before, &reads, 0.50),
         quantile_ms(&reads_before, &reads, 0.99),
     );
-    let results = STAGES
+    let mut results: Vec<StageResult> = STAGES
         .iter()
         .enumerate()
         .map(|(i, stage)| StageResult {
@@ -359,9 +371,14 @@ pub(crate) async fn run(
             delivered: None,
         })
         .collect();
+    results.push(loaded);
     pipeline.stop(brokers).await;
     Ok(results)
 }
+
+/// Between two round trips of the floor sampled under load: ten a second, a load of its own
+/// too small to count.
+const LOADED_GAP: Duration = Duration::from_millis(100);
 
 /// The floor: `samples` one-message produce→consume round trips through the producer's own
 /// publisher and a plain consumer, each followed by one one-row commit; their sums.
@@ -369,6 +386,28 @@ pub(crate) async fn floor(
     brokers: &str,
     base_url: &str,
     samples: u64,
+) -> anyhow::Result<StageResult> {
+    let until = CancellationToken::new();
+    round_trips(brokers, base_url, samples, Duration::ZERO, &until).await
+}
+
+/// The floor's round trips `gap` apart until `until` is cancelled.
+async fn sample(
+    brokers: String,
+    base_url: String,
+    gap: Duration,
+    until: CancellationToken,
+) -> anyhow::Result<StageResult> {
+    round_trips(&brokers, &base_url, u64::MAX, gap, &until).await
+}
+
+/// At most `samples` round trips, `gap` apart, until `until` is cancelled.
+async fn round_trips(
+    brokers: &str,
+    base_url: &str,
+    samples: u64,
+    gap: Duration,
+    until: &CancellationToken,
 ) -> anyhow::Result<StageResult> {
     let name = format!("bench-floor-{}", uuid::Uuid::new_v4().simple());
     let args = KafkaArgs {
@@ -398,6 +437,12 @@ pub(crate) async fn floor(
     let mut floors = Vec::new();
     let started = Instant::now();
     for i in 0..samples {
+        if until.is_cancelled() {
+            break;
+        }
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
         let sent = Instant::now();
         publisher
             .send(&name, &i.to_string(), i.to_string().as_bytes(), None)
@@ -421,13 +466,17 @@ pub(crate) async fn floor(
     drop(client);
     let _ = db::drop_database(&url).await;
     crate::producer::drop_topic(&args, &name).await;
+    anyhow::ensure!(
+        !floors.is_empty(),
+        "no round trip of the floor was measured"
+    );
     floors.sort_by(f64::total_cmp);
     let at = |q: f64| floors[((floors.len() - 1) as f64 * q).round() as usize];
     Ok(StageResult {
         name: "floor: produce→consume + one commit".into(),
-        events: samples,
+        events: floors.len() as u64,
         seconds: elapsed.as_secs_f64(),
-        events_per_second: samples as f64 / elapsed.as_secs_f64(),
+        events_per_second: floors.len() as f64 / elapsed.as_secs_f64(),
         latency_p50_ms: at(0.5),
         latency_p99_ms: at(0.99),
         peak_rss_mib: crate::report::peak_rss_mib(),
