@@ -20,9 +20,9 @@ pub enum Error {
     },
     #[error("{url} is not a valid PostgreSQL URL: {reason}")]
     DatabaseUrl { url: String, reason: String },
-    #[error("PostgreSQL error: {0}")]
+    #[error("PostgreSQL error: {}", with_causes(.0))]
     Database(#[from] tokio_postgres::Error),
-    #[error("PostgreSQL pool error: {0}")]
+    #[error("PostgreSQL pool error: {}", with_causes(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("Migration failed: {0}")]
     Migration(#[from] refinery::Error),
@@ -57,6 +57,20 @@ pub enum Error {
     },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// `e` and its causes on one line. The driver's own message for a refusal is only "db error",
+/// with what PostgreSQL said (and its hint) in the cause: without it a log showed "PostgreSQL
+/// error: db error" for a missing function.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string().replace('\n', "; "));
+        cause = c.source();
+    }
+    text
 }
 
 impl Error {

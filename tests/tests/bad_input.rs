@@ -173,3 +173,22 @@ async fn migrations_are_idempotent() {
     assert!(refused.is_err(), "unknown action is refused");
     env.cleanup().await;
 }
+
+/// A statement PostgreSQL refuses is reported with what PostgreSQL said: the driver's own
+/// message is only "db error", and a log of the gateway's failing read once said no more.
+#[tokio::test]
+async fn a_refused_statement_says_what_postgresql_said() {
+    let db = cartflow_tests::TestDb::new().await;
+    let client = db.client().await;
+    let refused = client
+        .query("SELECT no_such_function()", &[])
+        .await
+        .expect_err("the function does not exist");
+    let message = cartflow_common::Error::from(refused).to_string();
+    assert!(
+        message.contains("function no_such_function() does not exist"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "one line: {message}");
+    db.cleanup().await;
+}
