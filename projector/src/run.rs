@@ -163,7 +163,14 @@ async fn project(
         }
         tokio::select! {
             w = wakeups.recv() => match w {
-                Some(_) => metrics.wakeups.inc(),
+                Some(_) => {
+                    metrics.wakeups.inc();
+                    // The next step applies whatever the wake-ups queued meanwhile announced:
+                    // one step for them all, not one more (empty) step each.
+                    while wakeups.try_recv().is_ok() {
+                        metrics.wakeups.inc();
+                    }
+                }
                 None => return Err(Error::ConnectionLost),
             },
             () = tokio::time::sleep(poll) => {}
