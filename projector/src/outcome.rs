@@ -222,25 +222,33 @@ pub async fn after_step(
     carts: &Map<String, Cart>,
     old_watermark: Option<DateTime<Utc>>,
 ) -> Result<Decided, Error> {
-    let (clock, old_cutoff) = Clock::read(client, schema, old_watermark).await?;
+    // The declared verdicts are looked up beside the clock (one round trip for both,
+    // pipelined). Which carts are candidates needs the clock, so the lookup takes those that
+    // are candidates whatever it says: carts stored before, and carts purchased. A new cart
+    // without a purchase is one only when the clock has already passed it (late events):
+    // those few are looked up after.
+    let early: Vec<&str> = carts
+        .iter()
+        .filter(|(_, cart)| !cart.new || cart.items.purchases > 0)
+        .map(|(key, _)| key.as_str())
+        .collect();
+    let ((clock, old_cutoff), mut declared) = futures::try_join!(
+        Clock::read(client, schema, old_watermark),
+        declared_verdicts(client, &early)
+    )?;
     let candidates: Vec<(&String, &Cart, Verdict)> = carts
         .iter()
         .map(|(key, cart)| (key, cart, clock.verdict(cart)))
         .filter(|(_, cart, now)| *now != Verdict::Open || !cart.new)
         .collect();
-    let keys: Vec<&str> = candidates.iter().map(|(k, _, _)| k.as_str()).collect();
-    let declared: HashMap<String, (Verdict, i32)> = client
-        .query(
-            // One index probe per key, as store::stored_carts reads carts.
-            "SELECT v.* FROM unnest($1::text[]) AS k(key), LATERAL ( \
-                 SELECT cart_key, outcome, sequence FROM outcomes.verdicts \
-                 WHERE cart_key = k.key OFFSET 0) AS v",
-            &[&keys],
-        )
-        .await?
+    let late: Vec<&str> = candidates
         .iter()
-        .map(|r| (r.get(0), (Verdict::from_db(r.get(1)), r.get(2))))
+        .filter(|(_, cart, _)| cart.new && cart.items.purchases == 0)
+        .map(|(key, _, _)| key.as_str())
         .collect();
+    if !late.is_empty() {
+        declared.extend(declared_verdicts(client, &late).await?);
+    }
     let mut changed: Vec<Changed> = candidates
         .into_iter()
         .filter_map(|(key, cart, now)| {
@@ -273,6 +281,25 @@ pub async fn after_step(
             .filter(|c| !carts.contains_key(&c.cart_key)),
     );
     declare(client, &clock, changed).await
+}
+
+/// The declared verdict and sequence of each of `keys` that has one.
+async fn declared_verdicts(
+    client: &Db<'_, impl GenericClient + Sync>,
+    keys: &[&str],
+) -> Result<HashMap<String, (Verdict, i32)>, Error> {
+    Ok(client
+        .query(
+            // One index probe per key, as store::stored_carts reads carts.
+            "SELECT v.* FROM unnest($1::text[]) AS k(key), LATERAL ( \
+                 SELECT cart_key, outcome, sequence FROM outcomes.verdicts \
+                 WHERE cart_key = k.key OFFSET 0) AS v",
+            &[&keys],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), (Verdict::from_db(r.get(1)), r.get(2))))
+        .collect())
 }
 
 /// Compares every cart with its declared verdict and declares the differences, a page of
