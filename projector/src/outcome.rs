@@ -229,7 +229,7 @@ pub async fn after_step(
     // those few are looked up after.
     let early: Vec<&str> = carts
         .iter()
-        .filter(|(_, cart)| !cart.new || cart.items.purchases > 0)
+        .filter(|(_, cart)| candidate_whatever_the_clock(cart))
         .map(|(key, _)| key.as_str())
         .collect();
     let ((clock, old_cutoff), mut declared) = futures::try_join!(
@@ -243,7 +243,7 @@ pub async fn after_step(
         .collect();
     let late: Vec<&str> = candidates
         .iter()
-        .filter(|(_, cart, _)| cart.new && cart.items.purchases == 0)
+        .filter(|(_, cart, _)| !candidate_whatever_the_clock(cart))
         .map(|(key, _, _)| key.as_str())
         .collect();
     if !late.is_empty() {
@@ -281,6 +281,12 @@ pub async fn after_step(
             .filter(|c| !carts.contains_key(&c.cart_key)),
     );
     declare(client, &clock, changed).await
+}
+
+/// Whether `cart` is a candidate of [`after_step`] whatever the clock: stored before, or
+/// purchased (never open).
+fn candidate_whatever_the_clock(cart: &Cart) -> bool {
+    !cart.new || cart.items.purchases > 0
 }
 
 /// The declared verdict and sequence of each of `keys` that has one.
