@@ -165,21 +165,47 @@ pub(crate) async fn rebuild(
     events: u64,
 ) -> anyhow::Result<StageResult> {
     let mut client = connect(base_url, prefix).await?;
+    let readers = rebuild_readers()?;
+    let mut reader_clients = Vec::new();
+    // One reader is the rebuild's own connection; more are connections of their own.
+    for _ in 0..if readers > 1 { readers } else { 0 } {
+        reader_clients.push(connect(base_url, prefix).await?);
+    }
     let started = Instant::now();
-    let rebuilt =
-        cartflow_projector::rebuild::rebuild(&mut client, CHUNK_EVENTS, &CancellationToken::new())
-            .await?;
+    let rebuilt = cartflow_projector::rebuild::rebuild_with(
+        &mut client,
+        reader_clients,
+        CHUNK_EVENTS,
+        &CancellationToken::new(),
+    )
+    .await?;
     let elapsed = started.elapsed();
     anyhow::ensure!(
         rebuilt.bulk_events + rebuilt.caught_up_events == events,
         "rebuilt {rebuilt:?} of {events}"
     );
     Ok(StageResult::measured(
-        "rebuild",
+        format!(
+            "rebuild ({readers} reader{})",
+            if readers == 1 { "" } else { "s" }
+        ),
         events,
         elapsed,
         (0.0, 0.0),
     ))
+}
+
+/// How many connections the rebuild reads the log with: `CARTFLOW_REBUILD_READERS`, as for
+/// `cartflow-projector rebuild`, or its default.
+fn rebuild_readers() -> anyhow::Result<u16> {
+    match std::env::var("CARTFLOW_REBUILD_READERS") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| anyhow::anyhow!("CARTFLOW_REBUILD_READERS={v:?}: expected 1 to 64")),
+        Err(_) => Ok(cartflow_projector::config::DEFAULT_REBUILD_READERS),
+    }
 }
 
 /// One plain SQL pass: the events grouped by cart, the largest of the aggregates.

@@ -81,7 +81,14 @@ pub struct RebuildArgs {
     /// Most events applied in one catch-up transaction after the bulk pass.
     #[arg(long, env = "CARTFLOW_CHUNK_EVENTS", default_value_t = 20_000, value_parser = clap::value_parser!(i64).range(1..=10_000_000))]
     pub chunk_events: i64,
+    /// Connections that read the log at once in the bulk pass, each summing a part of it on
+    /// a core of its own; 1 reads it on the rebuild's own connection.
+    #[arg(long, env = "CARTFLOW_REBUILD_READERS", default_value_t = DEFAULT_REBUILD_READERS, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub readers: u16,
 }
+
+/// The default of `cartflow-projector rebuild --readers`.
+pub const DEFAULT_REBUILD_READERS: u16 = 2;
 
 #[derive(Debug, Clone, Args)]
 pub struct RelayArgs {

@@ -6,6 +6,7 @@
 //! emptied, still holding items) depends on all of a cart's events, so a cart's stored state
 //! is read, merged and its contribution to `cart_hourly` moved from the old outcome to the new.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -19,13 +20,15 @@ pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One row of the raw log, as the projector needs it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LogEvent {
+pub struct LogEvent<'a> {
     pub customer_id: i64,
     pub product_id: i64,
     pub price: Decimal,
     pub action: Action,
     pub timestamp: DateTime<Utc>,
-    pub session_id: Option<String>,
+    /// Borrowed from the row it was read from: a rebuild reads millions, and most belong to
+    /// a cart already in the delta, so the key is copied only for a cart's first event.
+    pub session_id: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,10 +201,14 @@ pub fn minute(t: DateTime<Utc>) -> DateTime<Utc> {
 
 /// The cart an event belongs to: its session, or for v1 events (which have none) the
 /// customer's UTC day.
-pub fn cart_key(e: &LogEvent) -> String {
-    match &e.session_id {
-        Some(s) => s.clone(),
-        None => format!("customer {} on {}", e.customer_id, e.timestamp.date_naive()),
+pub fn cart_key<'a>(e: &LogEvent<'a>) -> Cow<'a, str> {
+    match e.session_id {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(format!(
+            "customer {} on {}",
+            e.customer_id,
+            e.timestamp.date_naive()
+        )),
     }
 }
 
@@ -275,19 +282,89 @@ impl Delta {
         if e.action == Action::Purchase {
             customer.last_purchase_at = customer.last_purchase_at.max(t);
         }
-        let cart = self.carts.entry(cart_key(e)).or_insert_with(|| Cart {
-            customer_id: e.customer_id,
-            first_at: e.timestamp,
-            last_at: e.timestamp,
-            items: Counters::default(),
-            new: true,
-        });
         // A cart belongs to the least customer id among its events (one, for a real session):
         // defined so, it does not depend on the order the log is read in.
-        cart.customer_id = cart.customer_id.min(e.customer_id);
-        cart.first_at = cart.first_at.min(e.timestamp);
-        cart.last_at = cart.last_at.max(e.timestamp);
-        count(&mut cart.items);
+        let add_to = |cart: &mut Cart| {
+            cart.customer_id = cart.customer_id.min(e.customer_id);
+            cart.first_at = cart.first_at.min(e.timestamp);
+            cart.last_at = cart.last_at.max(e.timestamp);
+            count(&mut cart.items);
+        };
+        let key = cart_key(e);
+        if let Some(cart) = self.carts.get_mut(&*key) {
+            add_to(cart);
+        } else {
+            let mut cart = Cart {
+                customer_id: e.customer_id,
+                first_at: e.timestamp,
+                last_at: e.timestamp,
+                items: Counters::default(),
+                new: true,
+            };
+            add_to(&mut cart);
+            self.carts.insert(key.into_owned(), cart);
+        }
+    }
+
+    /// Adds `other`, a delta of other events of the same log, as if one pass had read both:
+    /// every aggregate is a sum, a minimum or a maximum, and carts seen by both are merged.
+    /// For carts not yet settled (a rebuild's readers merge before [`Delta::settle_carts`]).
+    pub fn absorb(&mut self, other: Delta) {
+        fn counters<K: std::hash::Hash + Eq>(into: &mut Map<K, Counters>, from: Map<K, Counters>) {
+            into.reserve(from.len());
+            for (k, c) in from {
+                into.entry(k).or_default().merge(&c);
+            }
+        }
+        self.events += other.events;
+        self.watermark = self.watermark.max(other.watermark);
+        counters(&mut self.products, other.products);
+        counters(&mut self.hours, other.hours);
+        counters(&mut self.minutes, other.minutes);
+        counters(&mut self.price_bands, other.price_bands);
+        counters(&mut self.item_hours, other.item_hours);
+        counters(&mut self.item_minutes, other.item_minutes);
+        if let Some(cutoff) = self
+            .minute_retention
+            .zip(self.watermark)
+            .map(|(r, w)| w - r)
+        {
+            self.minutes.retain(|m, _| *m >= cutoff);
+            self.item_minutes.retain(|(m, _, _), _| *m >= cutoff);
+        }
+        for (id, c) in other.customers {
+            let mine = self.customers.entry(id).or_default();
+            mine.items.merge(&c.items);
+            mine.carts += c.carts;
+            mine.purchased_carts += c.purchased_carts;
+            mine.first_seen = match (mine.first_seen, c.first_seen) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            mine.last_seen = mine.last_seen.max(c.last_seen);
+            mine.last_purchase_at = mine.last_purchase_at.max(c.last_purchase_at);
+        }
+        // Into this delta's map, which a rebuild sizes for every cart.
+        let carts = &mut self.carts;
+        carts.reserve(other.carts.len());
+        for (key, cart) in other.carts {
+            match carts.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let mine = o.get_mut();
+                    mine.merge(&cart);
+                    mine.new &= cart.new;
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(cart);
+                }
+            }
+        }
+        for (h, o) in other.cart_hours {
+            self.cart_hours.entry(h).or_default().add(&o, 1);
+        }
+        for (m, o) in other.cart_minutes {
+            self.cart_minutes.entry(m).or_default().add(&o, 1);
+        }
     }
 
     /// Merges this chunk's carts with their stored states (`stored`, by key; absent for new
@@ -340,14 +417,14 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn event(session: &str, action: Action, price: i64, minute: u32) -> LogEvent {
+    fn event(session: &str, action: Action, price: i64, minute: u32) -> LogEvent<'_> {
         LogEvent {
             customer_id: 7,
             product_id: 1,
             price: Decimal::from(price),
             action,
             timestamp: Utc.with_ymd_and_hms(2026, 11, 1, 10, minute, 0).unwrap(),
-            session_id: Some(session.into()),
+            session_id: Some(session),
         }
     }
 

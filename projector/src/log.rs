@@ -69,6 +69,10 @@ pub async fn end_time(
     Ok(row.get(0))
 }
 
+/// The columns every read of the log takes, in the order [`stream_into`] decodes them.
+const COLUMNS: &str = "SELECT customer_id, product_id, product_price, action, \"timestamp\", \
+     session_id, published_at FROM events";
+
 /// Adds every event with `from <= tx_id < to` to `delta`, streaming. Returns how many. With
 /// `published`, also collects each event's publish time (milliseconds since the epoch) for
 /// the latency metric; a rebuild's bulk pass over the whole log leaves it out.
@@ -77,16 +81,42 @@ pub async fn read_into(
     from: i64,
     to: i64,
     delta: &mut Delta,
+    published: Option<&mut Vec<i64>>,
+) -> Result<u64, Error> {
+    let sql = format!("{COLUMNS} WHERE tx_id >= $1 AND tx_id < $2");
+    stream_into(client, &sql, from, to, delta, published).await
+}
+
+/// Adds the events below `horizon` stored in heap blocks `first..end` of `events` (`end`
+/// open for the part that reaches the table's end, where rows written since are appended):
+/// one part of a rebuild's bulk pass read by several connections at once. Rows below the
+/// horizon are never updated, so they stay in the block they were written to.
+pub async fn read_blocks_into(
+    client: &Db<'_, impl GenericClient + Sync>,
+    horizon: i64,
+    first: u64,
+    end: Option<u64>,
+    delta: &mut Delta,
+) -> Result<u64, Error> {
+    // A range of ctid is read by a TID Range Scan (PostgreSQL 14+): these blocks only.
+    let until = end
+        .map(|e| format!(" AND ctid < '({e},0)'::tid"))
+        .unwrap_or_default();
+    let sql =
+        format!("{COLUMNS} WHERE ctid >= '({first},0)'::tid{until} AND tx_id >= $1 AND tx_id < $2");
+    stream_into(client, &sql, 0, horizon, delta, None).await
+}
+
+async fn stream_into(
+    client: &Db<'_, impl GenericClient + Sync>,
+    sql: &str,
+    from: i64,
+    to: i64,
+    delta: &mut Delta,
     mut published: Option<&mut Vec<i64>>,
 ) -> Result<u64, Error> {
     let params: [&(dyn ToSql + Sync); 2] = [&from, &to];
-    let rows = client
-        .query_raw(
-            "SELECT customer_id, product_id, product_price, action, \"timestamp\", session_id, \
-             published_at FROM events WHERE tx_id >= $1 AND tx_id < $2",
-            params,
-        )
-        .await?;
+    let rows = client.query_raw(sql, params).await?;
     pin_mut!(rows);
     let mut n = 0;
     while let Some(row) = rows.next().await {

@@ -25,8 +25,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     cartflow_common::telemetry::init(&args.log);
     let shutdown = cartflow_common::shutdown::on_signals();
-    let mut client = cartflow_common::db::connect(&args.database.database_url).await?;
-    cartflow_projector::rebuild::rebuild(&mut client, args.chunk_events, &shutdown)
+    let url = &args.database.database_url;
+    let mut client = cartflow_common::db::connect(url).await?;
+    let readers = match args.readers {
+        1 => Vec::new(),
+        n => futures::future::try_join_all((0..n).map(|_| cartflow_common::db::connect(url)))
+            .await
+            .context("connecting the rebuild's readers")?,
+    };
+    cartflow_projector::rebuild::rebuild_with(&mut client, readers, args.chunk_events, &shutdown)
         .await
         .context("cartflow-projector rebuild failed")?;
     Ok(())

@@ -2,8 +2,9 @@
 //! schema, then swapped in atomically while the live projection goes on.
 //!
 //! 1. Fresh tables in `analytics_rebuild`, shaped like the live ones.
-//! 2. One streaming pass over the log up to the horizon, summed in memory, written once; the
-//!    tables written by COPY get their indexes after their rows.
+//! 2. One streaming pass over the log up to the horizon, summed in memory (by several
+//!    connections at once, a part each: [`bulk`]), written once; the tables written by COPY
+//!    get their indexes after their rows.
 //! 3. Catch-up steps, as the live projector takes them, until the rebuild is current.
 //! 4. The swap, in one transaction holding the live schema's writer lock: the last steps,
 //!    the schemas renamed, the views pointed at the new tables, the old generation dropped.
@@ -21,6 +22,8 @@ use crate::apply::{self, Generation, LIVE_SCHEMA, REBUILD_SCHEMA};
 use crate::delta::{Delta, Map};
 use crate::sql::{Db, Statements};
 use crate::{Error, log, outcome, store};
+
+mod bulk;
 
 const RETIRED_SCHEMA: &str = "analytics_retired";
 /// The tables the bulk pass writes with COPY: created without indexes, which are built once
@@ -47,6 +50,17 @@ pub async fn rebuild(
     max_events: i64,
     shutdown: &CancellationToken,
 ) -> Result<Rebuilt, Error> {
+    rebuild_with(client, Vec::new(), max_events, shutdown).await
+}
+
+/// [`rebuild`], its bulk pass read by `readers` (connections of their own to the same
+/// database, closed when it is done) at once, a part each; with none, by `client` alone.
+pub async fn rebuild_with(
+    client: &mut Client,
+    readers: Vec<Client>,
+    max_events: i64,
+    shutdown: &CancellationToken,
+) -> Result<Rebuilt, Error> {
     let started = Instant::now();
     let locked: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&REBUILD_LOCK])
@@ -55,7 +69,7 @@ pub async fn rebuild(
     if !locked {
         return Err(Error::RebuildRunning);
     }
-    let result = build_and_swap(client, max_events, shutdown, started).await;
+    let result = build_and_swap(client, readers, max_events, shutdown, started).await;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK])
         .await?;
@@ -64,6 +78,7 @@ pub async fn rebuild(
 
 async fn build_and_swap(
     client: &mut Client,
+    readers: Vec<Client>,
     max_events: i64,
     shutdown: &CancellationToken,
     started: Instant,
@@ -85,8 +100,12 @@ async fn build_and_swap(
         minute_retention: chrono::TimeDelta::try_milliseconds((retention * 1000.0) as i64),
         ..Delta::default()
     };
-    info!(horizon, "Rebuilding the analytics from the whole log.");
-    let bulk_events = log::read_into(&Db::new(&tx), 0, horizon, &mut delta, None).await?;
+    info!(
+        horizon,
+        readers = readers.len().max(1),
+        "Rebuilding the analytics from the whole log."
+    );
+    let bulk_events = bulk::read(&tx, readers, horizon, &mut delta).await?;
     info!(
         events = bulk_events,
         carts = delta.carts.len(),

@@ -33,6 +33,9 @@ struct History {
     batches: Vec<(usize, usize)>,
     /// Chunk size of the projector step after each batch (0: no step then).
     chunks: Vec<i64>,
+    /// Connections the rebuild reads the log with: more than one cut the table's blocks
+    /// between them, and carts fall on both sides of the cuts.
+    readers: u16,
 }
 
 fn history() -> impl Strategy<Value = History> {
@@ -54,11 +57,13 @@ fn history() -> impl Strategy<Value = History> {
         prop::collection::vec(event, 1..250),
         prop::collection::vec((1usize..40, 0usize..6), 1..30),
         prop::collection::vec(prop_oneof![Just(0i64), 1i64..60], 30),
+        1u16..5,
     )
-        .prop_map(|(events, batches, chunks)| History {
+        .prop_map(|(events, batches, chunks, readers)| History {
             events,
             batches,
             chunks,
+            readers,
         })
 }
 
@@ -153,7 +158,15 @@ async fn check(db: &TestDb, history: History) {
     let incremental = snapshot(&client).await;
 
     let mut rebuilder = db.client().await;
-    rebuild::rebuild(&mut rebuilder, 50, &CancellationToken::new())
+    let mut readers = Vec::new();
+    for _ in 0..if history.readers > 1 {
+        history.readers
+    } else {
+        0
+    } {
+        readers.push(db.client().await);
+    }
+    rebuild::rebuild_with(&mut rebuilder, readers, 50, &CancellationToken::new())
         .await
         .expect("rebuild");
     let rebuilt = snapshot(&client).await;
@@ -207,6 +220,7 @@ async fn the_views_agree_with_each_other() {
             .collect(),
         batches: vec![],
         chunks: vec![0],
+        readers: 1,
     };
     deliver(&client, &history, &(0..400).collect::<Vec<_>>()).await;
     let mut c = db.client().await;
@@ -282,6 +296,7 @@ async fn the_gateways_snapshot_is_each_view_read_alone() {
             .collect(),
         batches: vec![],
         chunks: vec![0],
+        readers: 1,
     };
     deliver(&client, &history, &(0..300).collect::<Vec<_>>()).await;
     let mut c = db.client().await;

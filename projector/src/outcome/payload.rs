@@ -110,10 +110,10 @@ fn collect(
             session_id: row.get(6),
         };
         let key = cart_key(&e);
-        if !wanted.contains(key.as_str()) {
+        if !wanted.contains(&*key) {
             continue;
         }
-        carts.entry(key).or_default().push(CartLine {
+        carts.entry(key.into_owned()).or_default().push(CartLine {
             event_id: row.get(0),
             product_id: e.product_id,
             price: e.price,
