@@ -371,16 +371,23 @@ impl Delta {
     /// carts) and turns the change of each cart's outcome into `cart_hours` and customer cart
     /// counts. Afterwards `carts` holds the carts' new full states, ready to be written.
     pub fn settle_carts(&mut self, mut stored: Map<String, Cart>) {
+        // As for the event minutes: over a rebuild's whole log, the minutes the store would
+        // drop outnumber the rest (a million of a 10-million-event log's, against 2,448 kept).
+        let cutoff = self
+            .minute_retention
+            .zip(self.watermark)
+            .map(|(r, w)| w - r);
+        let (hours, minutes) = (&mut self.cart_hours, &mut self.cart_minutes);
         for (key, cart) in &mut self.carts {
             let old = stored.remove(key);
             let was_purchased = old.as_ref().is_some_and(Cart::purchased);
             if let Some(old) = &old {
-                Self::count_outcome(&mut self.cart_hours, &mut self.cart_minutes, old, -1);
+                Self::count_outcome(hours, minutes, cutoff, old, -1);
                 let mut merged = old.clone();
                 merged.merge(cart);
                 *cart = merged;
             }
-            Self::count_outcome(&mut self.cart_hours, &mut self.cart_minutes, cart, 1);
+            Self::count_outcome(hours, minutes, cutoff, cart, 1);
             // The cart leaves its old customer's counts and joins its (possibly new) one's.
             if let Some(old) = &old {
                 let customer = self.customers.entry(old.customer_id).or_default();
@@ -396,19 +403,20 @@ impl Delta {
     }
 
     /// Adds (`sign` 1) or takes away (-1) `cart`'s outcome under the hour and the minute it
-    /// started in.
+    /// started in (the minute unless it lies before `cutoff`).
     fn count_outcome(
         hours: &mut Map<DateTime<Utc>, CartOutcomes>,
         minutes: &mut Map<DateTime<Utc>, CartOutcomes>,
+        cutoff: Option<DateTime<Utc>>,
         cart: &Cart,
         sign: i64,
     ) {
         let o = cart.outcome();
         hours.entry(hour(cart.first_at)).or_default().add(&o, sign);
-        minutes
-            .entry(minute(cart.first_at))
-            .or_default()
-            .add(&o, sign);
+        let m = minute(cart.first_at);
+        if cutoff.is_none_or(|c| m >= c) {
+            minutes.entry(m).or_default().add(&o, sign);
+        }
     }
 }
 
