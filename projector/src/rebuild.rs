@@ -3,8 +3,8 @@
 //!
 //! 1. Fresh tables in `analytics_rebuild`, shaped like the live ones.
 //! 2. One streaming pass over the log up to the horizon, summed in memory (by several
-//!    connections at once, a part each: [`bulk`]), written once; the tables written by COPY
-//!    get their indexes after their rows.
+//!    connections at once, a part each: `rebuild/bulk.rs`), written once; the tables written
+//!    by COPY get their indexes after their rows.
 //! 3. Catch-up steps, as the live projector takes them, until the rebuild is current.
 //! 4. The swap, in one transaction holding the live schema's writer lock: the last steps,
 //!    the schemas renamed, the views pointed at the new tables, the old generation dropped.
