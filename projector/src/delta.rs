@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
 
 /// The delta's maps: foldhash instead of std's SipHash. A rebuild's read is bound by this
@@ -191,12 +191,20 @@ pub fn price_band(price: Decimal) -> i32 {
 
 /// The hour (UTC) `t` falls in.
 pub fn hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
+    floor(t, 3600)
 }
 
 /// The minute `t` falls in.
 pub fn minute(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(TimeDelta::minutes(1)).unwrap_or(t)
+    floor(t, 60)
+}
+
+/// `t` rounded down to a whole number of `seconds` since the epoch, as PostgreSQL's
+/// `date_trunc` does in UTC. In whole seconds rather than with chrono's `duration_trunc`:
+/// every event is truncated twice, and that was 5% of a rebuild's time (perf).
+fn floor(t: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
+    let s = t.timestamp();
+    DateTime::from_timestamp(s - s.rem_euclid(seconds), 0).unwrap_or(t)
 }
 
 /// The cart an event belongs to: its session, or for v1 events (which have none) the
@@ -379,7 +387,11 @@ impl Delta {
             .map(|(r, w)| w - r);
         let (hours, minutes) = (&mut self.cart_hours, &mut self.cart_minutes);
         for (key, cart) in &mut self.carts {
-            let old = stored.remove(key);
+            // A rebuild has no stored carts: no key is hashed for nothing.
+            let old = match stored.is_empty() {
+                true => None,
+                false => stored.remove(key),
+            };
             let was_purchased = old.as_ref().is_some_and(Cart::purchased);
             if let Some(old) = &old {
                 Self::count_outcome(hours, minutes, cutoff, old, -1);
@@ -424,6 +436,20 @@ impl Delta {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn hours_and_minutes_are_rounded_down_as_date_trunc_does() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let t = at("2026-11-01T10:37:59.999999+00:00");
+        assert_eq!(hour(t), at("2026-11-01T10:00:00Z"));
+        assert_eq!(minute(t), at("2026-11-01T10:37:00Z"));
+        // Before the epoch, down is still towards the past.
+        let t = at("1969-12-31T23:59:30.5+00:00");
+        assert_eq!(hour(t), at("1969-12-31T23:00:00Z"));
+        assert_eq!(minute(t), at("1969-12-31T23:59:00Z"));
+        let whole = at("2026-11-01T10:00:00Z");
+        assert_eq!((hour(whole), minute(whole)), (whole, whole));
+    }
 
     fn event(session: &str, action: Action, price: i64, minute: u32) -> LogEvent<'_> {
         LogEvent {
