@@ -112,9 +112,22 @@ async fn build_and_swap(
         seconds = started.elapsed().as_secs_f64(),
         "Read the log; writing the rebuilt tables."
     );
-    delta.settle_carts(Map::default());
+    store::copy_carts_into_empty(&tx, REBUILD_SCHEMA, &delta).await?;
+    // PostgreSQL indexes the carts while this process settles their outcomes on another core.
+    let settling = tokio::task::spawn_blocking(move || {
+        delta.settle_carts(Map::default());
+        delta
+    });
+    build_indexes(&tx, &["carts"]).await?;
+    let delta = settling
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "Indexed the carts and settled their outcomes."
+    );
     store::write_into_empty(&tx, REBUILD_SCHEMA, &delta, horizon).await?;
-    build_indexes(&tx).await?;
+    build_indexes(&tx, &["customer_stats", "item_hourly"]).await?;
     debug!(
         seconds = started.elapsed().as_secs_f64(),
         "Indexed the copied tables."
@@ -232,10 +245,10 @@ async fn create_tables(client: &Client) -> Result<Vec<String>, Error> {
     Ok(tables)
 }
 
-/// Gives the [`COPIED`] tables of the rebuild the indexes and key constraints their live
-/// tables have.
-async fn build_indexes(tx: &tokio_postgres::Transaction<'_>) -> Result<(), Error> {
-    let copied: Vec<&str> = COPIED.to_vec();
+/// Gives `copied`, [`COPIED`] tables of the rebuild, the indexes and key constraints their
+/// live tables have.
+async fn build_indexes(tx: &tokio_postgres::Transaction<'_>, copied: &[&str]) -> Result<(), Error> {
+    debug_assert!(copied.iter().all(|t| COPIED.contains(t)));
     let statements = tx
         .query(
             "SELECT CASE WHEN c.oid IS NOT NULL \
@@ -249,7 +262,7 @@ async fn build_indexes(tx: &tokio_postgres::Transaction<'_>) -> Result<(), Error
              LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = t.oid \
              WHERE n.nspname = $1 AND t.relname = ANY($3) \
              ORDER BY t.relname, c.oid IS NULL, i.indexrelid",
-            &[&LIVE_SCHEMA, &REBUILD_SCHEMA, &copied],
+            &[&LIVE_SCHEMA, &REBUILD_SCHEMA, &copied.to_vec()],
         )
         .await?;
     for statement in statements {
