@@ -7,6 +7,7 @@ use std::time::Instant;
 use cartflow_common::db;
 use cartflow_producer::catalogue;
 use cartflow_projector::apply::{self, Generation};
+use cartflow_projector::config::{DEFAULT_REBUILD_READERS, MAX_REBUILD_READERS};
 use cartflow_schemas::CartEvent;
 use futures::SinkExt;
 use prometheus::{Histogram, HistogramOpts};
@@ -167,8 +168,7 @@ pub(crate) async fn rebuild(
     let mut client = connect(base_url, prefix).await?;
     let readers = rebuild_readers()?;
     let mut reader_clients = Vec::new();
-    // One reader is the rebuild's own connection; more are connections of their own.
-    for _ in 0..if readers > 1 { readers } else { 0 } {
+    for _ in 0..cartflow_projector::rebuild::reader_connections(readers) {
         reader_clients.push(connect(base_url, prefix).await?);
     }
     let started = Instant::now();
@@ -202,9 +202,13 @@ fn rebuild_readers() -> anyhow::Result<u16> {
         Ok(v) => v
             .parse()
             .ok()
-            .filter(|n| (1..=64).contains(n))
-            .ok_or_else(|| anyhow::anyhow!("CARTFLOW_REBUILD_READERS={v:?}: expected 1 to 64")),
-        Err(_) => Ok(cartflow_projector::config::DEFAULT_REBUILD_READERS),
+            .filter(|n| (1..=MAX_REBUILD_READERS).contains(n))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "CARTFLOW_REBUILD_READERS={v:?}: expected 1 to {MAX_REBUILD_READERS}"
+                )
+            }),
+        Err(_) => Ok(DEFAULT_REBUILD_READERS),
     }
 }
 

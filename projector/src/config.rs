@@ -83,12 +83,13 @@ pub struct RebuildArgs {
     pub chunk_events: i64,
     /// Connections that read the log at once in the bulk pass, each summing a part of it on
     /// a core of its own; 1 reads it on the rebuild's own connection.
-    #[arg(long, env = "CARTFLOW_REBUILD_READERS", default_value_t = DEFAULT_REBUILD_READERS, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = "CARTFLOW_REBUILD_READERS", default_value_t = DEFAULT_REBUILD_READERS, value_parser = clap::value_parser!(u16).range(1..=MAX_REBUILD_READERS as i64))]
     pub readers: u16,
 }
 
-/// The default of `cartflow-projector rebuild --readers`.
+/// The default of `cartflow-projector rebuild --readers`, and the most it takes.
 pub const DEFAULT_REBUILD_READERS: u16 = 2;
+pub const MAX_REBUILD_READERS: u16 = 64;
 
 #[derive(Debug, Clone, Args)]
 pub struct RelayArgs {

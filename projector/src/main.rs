@@ -1,5 +1,5 @@
 use anyhow::Context;
-use cartflow_projector::{Cli, Command, Config, RebuildArgs, RelayArgs, run};
+use cartflow_projector::{Cli, Command, Config, RebuildArgs, RelayArgs, rebuild, run};
 use clap::Parser;
 
 #[tokio::main]
@@ -27,13 +27,12 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let shutdown = cartflow_common::shutdown::on_signals();
     let url = &args.database.database_url;
     let mut client = cartflow_common::db::connect(url).await?;
-    let readers = match args.readers {
-        1 => Vec::new(),
-        n => futures::future::try_join_all((0..n).map(|_| cartflow_common::db::connect(url)))
-            .await
-            .context("connecting the rebuild's readers")?,
-    };
-    cartflow_projector::rebuild::rebuild_with(&mut client, readers, args.chunk_events, &shutdown)
+    let readers =
+        (0..rebuild::reader_connections(args.readers)).map(|_| cartflow_common::db::connect(url));
+    let readers = futures::future::try_join_all(readers)
+        .await
+        .context("connecting the rebuild's readers")?;
+    rebuild::rebuild_with(&mut client, readers, args.chunk_events, &shutdown)
         .await
         .context("cartflow-projector rebuild failed")?;
     Ok(())

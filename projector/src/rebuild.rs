@@ -53,6 +53,12 @@ pub async fn rebuild(
     rebuild_with(client, Vec::new(), max_events, shutdown).await
 }
 
+/// How many connections of their own [`rebuild_with`] takes for `--readers`: none for one
+/// reader (the rebuild's own connection reads), else one each.
+pub fn reader_connections(readers: u16) -> u16 {
+    if readers > 1 { readers } else { 0 }
+}
+
 /// [`rebuild`], its bulk pass read by `readers` (connections of their own to the same
 /// database, closed when it is done) at once, a part each; with none, by `client` alone.
 pub async fn rebuild_with(
@@ -262,7 +268,7 @@ async fn build_indexes(tx: &tokio_postgres::Transaction<'_>, copied: &[&str]) ->
              LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = t.oid \
              WHERE n.nspname = $1 AND t.relname = ANY($3) \
              ORDER BY t.relname, c.oid IS NULL, i.indexrelid",
-            &[&LIVE_SCHEMA, &REBUILD_SCHEMA, &copied.to_vec()],
+            &[&LIVE_SCHEMA, &REBUILD_SCHEMA, &copied],
         )
         .await?;
     for statement in statements {

@@ -159,11 +159,7 @@ async fn check(db: &TestDb, history: History) {
 
     let mut rebuilder = db.client().await;
     let mut readers = Vec::new();
-    for _ in 0..if history.readers > 1 {
-        history.readers
-    } else {
-        0
-    } {
+    for _ in 0..rebuild::reader_connections(history.readers) {
         readers.push(db.client().await);
     }
     rebuild::rebuild_with(&mut rebuilder, readers, 50, &CancellationToken::new())
