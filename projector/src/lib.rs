@@ -4,6 +4,7 @@
 //! - [`delta`] sums a chunk in memory (every aggregate is order-independent);
 //! - [`store`] adds a delta to one generation of the aggregate tables;
 //! - [`apply`] is one step: chunk, delta and checkpoint in one transaction (exactly once);
+//! - [`checkpoint`] is where a step starts, and where it moves the watermark and floors;
 //! - [`sql`] keeps a connection's statements prepared, so a step does not re-plan them;
 //! - [`run`] keeps the live analytics current: one active projector holds an advisory lock,
 //!   others wait as hot standbys; it wakes on the consumer's NOTIFY and NOTIFYs in turn;
@@ -12,6 +13,7 @@
 //! - [`rebuild`] recomputes everything into fresh tables and swaps them in atomically.
 
 pub mod apply;
+pub mod checkpoint;
 pub mod config;
 pub mod delta;
 mod error;

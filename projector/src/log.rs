@@ -28,27 +28,34 @@ pub async fn horizon(client: &Db<'_, impl GenericClient + Sync>) -> Result<i64, 
     Ok(row.get(0))
 }
 
-/// Where a chunk that starts at `from` ends (exclusive): after about `max_events` rows, at a
-/// transaction boundary (a consumer's batch is never split), and never beyond `horizon`.
-pub async fn chunk_end(
+/// The horizon, and where the next chunk of `schema`'s projection ends (exclusive): after
+/// about `max_events` rows from its checkpoint's `next_tx`, at a transaction boundary (a
+/// consumer's batch is never split), and never beyond the horizon. One statement: the
+/// horizon is computed from the statement's own snapshot, which therefore sees every row
+/// below it; the rows themselves are read by later statements.
+pub async fn horizon_and_chunk_end(
     client: &Db<'_, impl GenericClient + Sync>,
-    from: i64,
-    horizon: i64,
+    schema: &str,
     max_events: i64,
-) -> Result<i64, Error> {
+) -> Result<(i64, i64), Error> {
     let row = client
-        .query_opt(
-            "SELECT tx_id FROM events WHERE tx_id >= $1 AND tx_id < $2 \
-             ORDER BY tx_id OFFSET $3 LIMIT 1",
-            &[&from, &horizon, &max_events.max(1)],
+        .query_one(
+            &format!(
+                "SELECT h, k.next_tx, (SELECT tx_id FROM events \
+                     WHERE tx_id >= k.next_tx AND tx_id < h ORDER BY tx_id OFFSET $1 LIMIT 1) \
+                 FROM cartflow_log_horizon() h, {schema}.checkpoint k"
+            ),
+            &[&max_events.max(1)],
         )
         .await?;
-    Ok(match row.map(|r| r.get::<_, i64>(0)) {
+    let (horizon, from): (i64, i64) = (row.get(0), row.get(1));
+    let end = match row.get::<_, Option<i64>>(2) {
         // One transaction larger than a chunk is taken whole.
         Some(tx) if tx == from => from + 1,
         Some(tx) => tx,
         None => horizon,
-    })
+    };
+    Ok((horizon, end))
 }
 
 /// The latest event time in the newest settled transaction (below `horizon`): where the log

@@ -12,7 +12,7 @@
 //! otherwise get an outcome and a correction for every item.
 //!
 //! Which carts can have changed in a step: those it touched, and unpurchased carts the
-//! watermark's move took past `abandon_after` ([`after_step`]). [`reconcile`] compares every
+//! watermark's move took past `abandon_after` ([`look_up`], [`after_step`]). [`reconcile`] compares every
 //! cart: when the projector starts with outcomes newly on or another `--abandon-after` than
 //! the last run's, and inside a rebuild's swap.
 
@@ -27,8 +27,11 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use cartflow_common::channels;
+
 use crate::Error;
-use crate::delta::{Cart, Map};
+use crate::checkpoint::{Advance, Checkpoint};
+use crate::delta::{Cart, Delta, Map};
 use crate::sql::Db;
 
 /// Carts compared per page of a full reconciliation.
@@ -117,16 +120,17 @@ pub(crate) struct Changed {
     pub sequence: i32,
 }
 
-/// The carts matching `filter` (SQL over `c`, a row of `{schema}.carts`, and `k`, the
-/// checkpoint with its `cutoff`) whose verdict differs from the declared one.
+/// The carts matching `filter` (SQL over `c`, a row of `{schema}.carts`) whose verdict
+/// differs from the declared one, by the abandonment cutoff `$1`. The cutoff is a parameter,
+/// not read from the checkpoint, so a step can look carts up before its write moves it.
 fn changed_sql(schema: &str, filter: &str, tail: &str) -> String {
     format!(
-        "WITH k AS (SELECT watermark, watermark - abandon_after AS cutoff FROM {schema}.checkpoint), \
-         c AS (SELECT c.cart_key, c.customer_id, c.first_at, c.last_at, c.revenue, \
+        "WITH c AS (SELECT c.cart_key, c.customer_id, c.first_at, c.last_at, c.revenue, \
                   c.added_value - c.removed_value AS left_value, \
-                  CASE WHEN c.purchases > 0 THEN 'purchased' WHEN c.last_at > k.cutoff THEN 'open' \
+                  CASE WHEN c.purchases > 0 THEN 'purchased' \
+                       WHEN c.last_at > $1::timestamptz THEN 'open' \
                        WHEN c.adds > c.removes THEN 'abandoned' ELSE 'emptied' END AS verdict \
-               FROM {schema}.carts c, k WHERE {filter}) \
+               FROM {schema}.carts c WHERE {filter}) \
          SELECT c.*, coalesce(v.outcome, 'open') AS declared, coalesce(v.sequence, 0) AS sequence \
          FROM c LEFT JOIN outcomes.verdicts v USING (cart_key) \
          WHERE c.verdict <> coalesce(v.outcome, 'open') AND coalesce(v.outcome, '') <> 'purchased' \
@@ -157,7 +161,7 @@ async fn changed(
         .collect())
 }
 
-/// The clock a decision is made by, read from the checkpoint after the step's write.
+/// The clock a decision is made by: the checkpoint after the step's write.
 struct Clock {
     /// The watermark: an outcome's `decided_at`.
     decided_at: DateTime<Utc>,
@@ -168,29 +172,24 @@ struct Clock {
 }
 
 impl Clock {
-    /// The clock of `schema`'s checkpoint, and the cutoff it had at `old_watermark`.
+    /// The clock of `schema`'s checkpoint as it stands.
     async fn read(
         client: &Db<'_, impl GenericClient + Sync>,
         schema: &str,
-        old_watermark: Option<DateTime<Utc>>,
-    ) -> Result<(Clock, Option<DateTime<Utc>>), Error> {
-        let k = client
-            .query_one(
-                &format!(
-                    "SELECT watermark, watermark - abandon_after, \
-                         $1::timestamptz - abandon_after, next_tx FROM {schema}.checkpoint"
-                ),
-                &[&old_watermark],
-            )
-            .await?;
-        let clock = Clock {
-            decided_at: k
-                .get::<_, Option<DateTime<Utc>>>(0)
-                .unwrap_or_else(Utc::now),
-            cutoff: k.get(1),
-            applied_below: k.get(3),
-        };
-        Ok((clock, k.get(2)))
+    ) -> Result<Clock, Error> {
+        let checkpoint = Checkpoint::read(client, schema).await?;
+        Ok(Clock::after(
+            &checkpoint.advance(&Delta::default(), checkpoint.next_tx),
+        ))
+    }
+
+    /// The clock once a step has moved the checkpoint as `advance` says.
+    fn after(advance: &Advance) -> Clock {
+        Clock {
+            decided_at: advance.watermark.unwrap_or_else(Utc::now),
+            cutoff: advance.cutoff,
+            applied_below: advance.next_tx,
+        }
     }
 
     /// What `cart` is now: the views' CASE (and [`changed_sql`]'s), in memory.
@@ -208,39 +207,80 @@ impl Clock {
     }
 }
 
-/// Declares the outcomes a live step changed. `carts` are the carts it applied events to, in
-/// their new full state (settled), and `old_watermark` the watermark before it. Runs in the
-/// step's transaction, after its write.
+/// What a step's outcomes need from the database that the step's write does not change:
+/// looked up by [`look_up`] beside the write, in the same pipelined round trip.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    /// The declared verdicts of the carts that are candidates whatever the clock says.
+    declared: HashMap<String, (Verdict, i32)>,
+    /// Carts whose verdict the watermark's move changed (untouched ones among them).
+    crossed: Vec<Changed>,
+}
+
+/// Looks up what [`after_step`] needs for `carts`, the carts a live step applies events to
+/// (settled), when the step moves the checkpoint as `advance` says. Reads only what the
+/// step's write leaves alone (the declared verdicts, and carts the step does not touch), so
+/// it may run before or beside the write.
 ///
-/// The touched carts' verdicts are computed from `carts`; only those that can differ from
-/// their declared verdict are looked up (a cart new in this step, [`Cart::new`], and still open cannot). The
-/// carts the step did not touch change only when the watermark's move took them past
+/// A touched cart's verdict is computed from `carts`; only those that can differ from their
+/// declared verdict are looked up: the carts stored before, and carts purchased, whatever the
+/// clock (a cart new in this step, [`Cart::new`], and still open cannot differ). The carts
+/// the step does not touch change only when the watermark's move took them past
 /// `abandon_after`: those are found in the table, through its index of unpurchased carts.
-pub async fn after_step(
+pub async fn look_up(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     carts: &Map<String, Cart>,
-    old_watermark: Option<DateTime<Utc>>,
-) -> Result<Decided, Error> {
-    // The declared verdicts are looked up beside the clock (one round trip for both,
-    // pipelined). Which carts are candidates needs the clock, so the lookup takes those that
-    // are candidates whatever it says: carts stored before, and carts purchased. A new cart
-    // without a purchase is one only when the clock has already passed it (late events):
-    // those few are looked up after.
+    advance: &Advance,
+) -> Result<Lookup, Error> {
     let early: Vec<&str> = carts
         .iter()
         .filter(|(_, cart)| candidate_whatever_the_clock(cart))
         .map(|(key, _)| key.as_str())
         .collect();
-    let ((clock, old_cutoff), mut declared) = futures::try_join!(
-        Clock::read(client, schema, old_watermark),
-        declared_verdicts(client, &early)
+    // The bounds are parameters, so the range is an index condition on the partial index
+    // of unpurchased carts.
+    let crossed = changed_sql(
+        schema,
+        "c.purchases = 0 AND c.last_at <= $1::timestamptz \
+         AND c.last_at > coalesce($2::timestamptz, '-infinity')",
+        "",
+    );
+    let bounds: [&(dyn ToSql + Sync); 2] = [&advance.cutoff, &advance.old_cutoff];
+    let (declared, crossed) = futures::try_join!(
+        declared_verdicts(client, &early),
+        changed(client, &crossed, &bounds),
     )?;
+    let crossed = crossed
+        .into_iter()
+        .filter(|c| !carts.contains_key(&c.cart_key))
+        .collect();
+    Ok(Lookup { declared, crossed })
+}
+
+/// Declares the outcomes a live step changed, in the step's transaction after its write:
+/// `carts` are the carts it applied events to, in their new full state, `advance` how it
+/// moved the checkpoint and `lookup` what [`look_up`] found. With `notify`, also tells the
+/// relay (`pg_notify`, sent with the outbox rows) when something was declared.
+pub async fn after_step(
+    client: &Db<'_, impl GenericClient + Sync>,
+    carts: &Map<String, Cart>,
+    advance: &Advance,
+    lookup: Lookup,
+    notify: bool,
+) -> Result<Decided, Error> {
+    let clock = Clock::after(advance);
+    let Lookup {
+        mut declared,
+        crossed,
+    } = lookup;
     let candidates: Vec<(&String, &Cart, Verdict)> = carts
         .iter()
         .map(|(key, cart)| (key, cart, clock.verdict(cart)))
         .filter(|(_, cart, now)| *now != Verdict::Open || !cart.new)
         .collect();
+    // A new cart without a purchase is a candidate only when the clock has already passed it
+    // (late events): those few are looked up now.
     let late: Vec<&str> = candidates
         .iter()
         .filter(|(_, cart, _)| !candidate_whatever_the_clock(cart))
@@ -266,21 +306,8 @@ pub async fn after_step(
             })
         })
         .collect();
-    // The bounds are parameters, not the checkpoint's columns, so the range is an index
-    // condition on the partial index of unpurchased carts.
-    let crossed = changed_sql(
-        schema,
-        "c.purchases = 0 AND c.last_at <= $1::timestamptz \
-         AND c.last_at > coalesce($2::timestamptz, '-infinity')",
-        "",
-    );
-    let crossed = self::changed(client, &crossed, &[&clock.cutoff, &old_cutoff]).await?;
-    changed.extend(
-        crossed
-            .into_iter()
-            .filter(|c| !carts.contains_key(&c.cart_key)),
-    );
-    declare(client, &clock, changed).await
+    changed.extend(crossed);
+    declare(client, &clock, changed, notify).await
 }
 
 /// Whether `cart` is a candidate of [`after_step`] whatever the clock: stored before, or
@@ -315,30 +342,31 @@ pub async fn reconcile(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
 ) -> Result<Decided, Error> {
-    let (clock, _) = Clock::read(client, schema, None).await?;
+    let clock = Clock::read(client, schema).await?;
     let sql = changed_sql(
         schema,
-        "c.cart_key > $1",
+        "c.cart_key > $2",
         &format!("ORDER BY c.cart_key LIMIT {RECONCILE_PAGE}"),
     );
     let mut decided = Decided::default();
     let mut after = String::new();
     loop {
-        let page = changed(client, &sql, &[&after]).await?;
+        let page = changed(client, &sql, &[&clock.cutoff, &after]).await?;
         let Some(last) = page.last() else {
             return Ok(decided);
         };
         after = last.cart_key.clone();
-        decided.merge(declare(client, &clock, page).await?);
+        decided.merge(declare(client, &clock, page, false).await?);
     }
 }
 
 /// Writes the outcomes of `changed` carts to the outbox and their new verdicts, in one
-/// statement.
+/// statement, and with `notify` tells the relay in the same round trip.
 async fn declare(
     client: &Db<'_, impl GenericClient + Sync>,
     clock: &Clock,
     mut changed: Vec<Changed>,
+    notify: bool,
 ) -> Result<Decided, Error> {
     changed.retain(|c| !transitions(c.declared, c.now).is_empty());
     let mut decided = Decided::default();
@@ -365,9 +393,21 @@ async fn declare(
         verdicts.push(c.now.as_str());
         sequences.push(sequence);
     }
-    client
-        .execute(
-            "WITH outbox AS ( \
+    let message = channels::OutcomesDecided {
+        decided: decided.total(),
+    };
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &outbox.ids,
+        &outbox.keys,
+        &outbox.customers,
+        &outbox.kinds,
+        &outbox.payloads,
+        &keys,
+        &verdicts,
+        &sequences,
+    ];
+    let write = client.execute(
+        "WITH outbox AS ( \
                  INSERT INTO outcomes.outbox (outcome_id, cart_key, customer_id, outcome, payload) \
                  SELECT id, k, c, o, p \
                  FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::bytea[]) \
@@ -377,18 +417,16 @@ async fn declare(
              SELECT * FROM UNNEST($6::text[], $7::text[], $8::int4[]) \
              ON CONFLICT (cart_key) DO UPDATE SET outcome = EXCLUDED.outcome, \
                  sequence = EXCLUDED.sequence",
-            &[
-                &outbox.ids,
-                &outbox.keys,
-                &outbox.customers,
-                &outbox.kinds,
-                &outbox.payloads,
-                &keys,
-                &verdicts,
-                &sequences,
-            ],
-        )
-        .await?;
+        &params,
+    );
+    if notify {
+        futures::try_join!(
+            write,
+            crate::apply::notify(client, channels::OUTCOMES, &message)
+        )?;
+    } else {
+        write.await?;
+    }
     Ok(decided)
 }
 

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::apply::{self, Generation, LIVE_SCHEMA, REBUILD_SCHEMA};
+use crate::checkpoint::Checkpoint;
 use crate::delta::{Delta, Map};
 use crate::sql::{Db, Statements};
 use crate::{Error, log, outcome, store};
@@ -93,17 +94,9 @@ async fn build_and_swap(
 
     let tx = client.transaction().await?;
     let horizon = log::horizon(&Db::new(&tx)).await?;
-    let retention: f64 = tx
-        .query_one(
-            &format!(
-                "SELECT extract(epoch FROM minute_retention)::float8 FROM {REBUILD_SCHEMA}.checkpoint"
-            ),
-            &[],
-        )
-        .await?
-        .get(0);
+    let checkpoint = Checkpoint::read(&Db::new(&tx), REBUILD_SCHEMA).await?;
     let mut delta = Delta {
-        minute_retention: chrono::TimeDelta::try_milliseconds((retention * 1000.0) as i64),
+        minute_retention: Some(checkpoint.minute_retention),
         ..Delta::default()
     };
     info!(
@@ -132,7 +125,8 @@ async fn build_and_swap(
         seconds = started.elapsed().as_secs_f64(),
         "Indexed the carts and settled their outcomes."
     );
-    store::write_into_empty(&tx, REBUILD_SCHEMA, &delta, horizon).await?;
+    let advance = checkpoint.advance(&delta, horizon);
+    store::write_into_empty(&tx, REBUILD_SCHEMA, &delta, &advance).await?;
     build_indexes(&tx, &["customer_stats", "item_hourly"]).await?;
     debug!(
         seconds = started.elapsed().as_secs_f64(),

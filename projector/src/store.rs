@@ -12,6 +12,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Transaction};
 
 use crate::Error;
+use crate::checkpoint::{Advance, FloorMove};
 use crate::delta::{Cart, CartOutcomes, Counters, Delta, ItemKey, Map};
 use crate::sql::Db;
 
@@ -114,21 +115,21 @@ impl CounterColumns {
 }
 
 /// Adds counters keyed by `key_column` (of SQL type `key_type`) to `schema.table`, for the
-/// keys that pass `keep` (a `WHERE` on `x.key_column`, or nothing).
+/// keys that pass `keep`.
 async fn add_counters<K: ToSql + Sync + Clone>(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     (table, key_column, key_type): (&str, &str, &str),
     rows: &Map<K, Counters>,
-    keep: &str,
+    keep: impl Fn(&K) -> bool,
 ) -> Result<(), Error> {
     let sql = format!(
         "INSERT INTO {schema}.{table} AS t ({key_column}, {COUNTERS}) \
          SELECT * FROM UNNEST($1::{key_type}[], {COUNTER_ARRAYS}) \
-             AS x({key_column}, {COUNTERS}) {keep} \
+             AS x({key_column}, {COUNTERS}) \
          ON CONFLICT ({key_column}) DO UPDATE SET {ADD_COUNTERS}"
     );
-    let rows: Vec<(&K, &Counters)> = rows.iter().collect();
+    let rows: Vec<(&K, &Counters)> = rows.iter().filter(|(k, _)| keep(k)).collect();
     for part in rows.chunks(ROWS_PER_STATEMENT) {
         let keys: Vec<K> = part.iter().map(|(k, _)| (*k).clone()).collect();
         let mut columns = CounterColumns::default();
@@ -146,15 +147,15 @@ async fn add_item_counters(
     schema: &str,
     (table, bucket): (&str, &str),
     rows: &Map<ItemKey, Counters>,
-    keep: &str,
+    keep: impl Fn(&ItemKey) -> bool,
 ) -> Result<(), Error> {
     let sql = format!(
         "INSERT INTO {schema}.{table} AS t ({bucket}, {COUNTERS}, product_id, band_floor) \
          SELECT * FROM UNNEST($1::timestamptz[], {COUNTER_ARRAYS}, $9::int8[], $10::int4[]) \
-             AS x({bucket}, {COUNTERS}, product_id, band_floor) {keep} \
+             AS x({bucket}, {COUNTERS}, product_id, band_floor) \
          ON CONFLICT ({bucket}, product_id, band_floor) DO UPDATE SET {ADD_COUNTERS}"
     );
-    let rows: Vec<(&ItemKey, &Counters)> = rows.iter().collect();
+    let rows: Vec<(&ItemKey, &Counters)> = rows.iter().filter(|(k, _)| keep(k)).collect();
     for part in rows.chunks(ROWS_PER_STATEMENT) {
         let times: Vec<DateTime<Utc>> = part.iter().map(|((t, _, _), _)| *t).collect();
         let products: Vec<i64> = part.iter().map(|((_, p, _), _)| *p).collect();
@@ -168,22 +169,23 @@ async fn add_item_counters(
     Ok(())
 }
 
-/// Writes everything in `delta` (whose carts are settled) and moves the checkpoint to `next_tx`.
+/// Writes everything in `delta` (whose carts are settled) and moves the checkpoint as
+/// `advance` says.
 pub async fn write(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
-    next_tx: i64,
+    advance: &Advance,
 ) -> Result<(), Error> {
     // One connection, several tables: tokio-postgres pipelines statements issued together, so
-    // the step waits about one round trip for them instead of one each. The timeline follows,
-    // because it reads the watermark the checkpoint update sets.
-    let ((), (), floor) = futures::try_join!(
+    // the step waits about one round trip for them all instead of one each.
+    futures::try_join!(
         write_customers(client, schema, delta),
         write_carts(client, schema, delta),
-        write_counters(client, schema, delta, &delta.item_hours, next_tx),
+        write_counters(client, schema, delta, &delta.item_hours, advance),
+        write_timeline(client, schema, delta, advance.floor),
     )?;
-    write_timeline(client, schema, delta, floor).await
+    Ok(())
 }
 
 /// The carts of a rebuild's bulk pass into the empty carts table, with binary COPY, several
@@ -210,14 +212,17 @@ pub async fn write_into_empty(
     tx: &Transaction<'_>,
     schema: &str,
     delta: &Delta,
-    next_tx: i64,
+    advance: &Advance,
 ) -> Result<(), Error> {
     let started = std::time::Instant::now();
     copy_customers(tx, schema, delta).await?;
     copy_item_hours(tx, schema, delta).await?;
     let db = Db::new(tx);
-    let floor = write_counters(&db, schema, delta, &Map::default(), next_tx).await?;
-    write_timeline(&db, schema, delta, floor).await?;
+    let copied = Map::default();
+    futures::try_join!(
+        write_counters(&db, schema, delta, &copied, advance),
+        write_timeline(&db, schema, delta, advance.floor),
+    )?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "Wrote the customers, the counters and the timeline."
@@ -225,33 +230,30 @@ pub async fn write_into_empty(
     Ok(())
 }
 
-/// Where the checkpoint's `minute_floor` was before a step and where the step moved it.
-#[derive(Debug, Clone, Copy)]
-struct FloorMove {
-    old: Option<DateTime<Utc>>,
-    new: Option<DateTime<Utc>>,
+/// Keeps every key.
+fn all<K>(_: &K) -> bool {
+    true
 }
 
-/// The small tables, `item_hours` and the checkpoint, pipelined like [`write()`]'s tables.
-/// Returns how the step moved the minute floor.
+/// The small tables, `item_hours` and the checkpoint.
 async fn write_counters(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
     item_hours: &Map<ItemKey, Counters>,
-    next_tx: i64,
-) -> Result<FloorMove, Error> {
-    let all = "";
-    // RETURNING sees the new row only; the old floor comes from the row as it was.
+    advance: &Advance,
+) -> Result<(), Error> {
     let checkpoint = format!(
-        "UPDATE {schema}.checkpoint k SET next_tx = $1, events = k.events + $2, \
-         watermark = GREATEST(k.watermark, $3), updated_at = now(), \
-         minute_floor = GREATEST(k.minute_floor, \
-                                 GREATEST(k.watermark, $3, $4) - k.minute_retention) \
-         FROM (SELECT minute_floor FROM {schema}.checkpoint) old \
-         RETURNING old.minute_floor, k.minute_floor"
+        "UPDATE {schema}.checkpoint SET next_tx = $1, events = events + $2, watermark = $3, \
+         minute_floor = $4, updated_at = now()"
     );
-    let ((), (), (), (), (), floor) = futures::try_join!(
+    let checkpoint_params: [&(dyn ToSql + Sync); 4] = [
+        &advance.next_tx,
+        &delta.events,
+        &advance.watermark,
+        &advance.floor.new,
+    ];
+    futures::try_join!(
         add_counters(
             client,
             schema,
@@ -281,53 +283,46 @@ async fn write_counters(
             all
         ),
         add_item_counters(client, schema, ("item_hourly", "hour"), item_hours, all),
-        async {
-            let params: [&(dyn ToSql + Sync); 4] =
-                [&next_tx, &delta.events, &delta.watermark, &delta.log_end];
-            let row = client.query_one(&checkpoint, &params).await?;
-            Ok::<_, Error>(FloorMove {
-                old: row.get(0),
-                new: row.get(1),
-            })
-        },
+        client.execute(&checkpoint, &checkpoint_params),
     )?;
-    Ok(floor)
+    Ok(())
 }
 
-/// The minute buckets at or after the checkpoint's `minute_floor` (which the step has just
-/// moved: `minute_retention` before the watermark, or before the log's end when the step knows
-/// the log goes on), and the end of those that fell out of it.
+/// The minute buckets at or after the minute floor as the step moves it (`minute_retention`
+/// before the watermark, or before the log's end when the step knows the log goes on), and
+/// the end of those that fell out of it.
 async fn write_timeline(
     client: &Db<'_, impl GenericClient + Sync>,
     schema: &str,
     delta: &Delta,
     floor: FloorMove,
 ) -> Result<(), Error> {
-    let cutoff = format!("(SELECT minute_floor FROM {schema}.checkpoint)");
-    let recent = format!("WHERE x.minute >= {cutoff}");
+    // Nothing is kept while there is no floor (no event time known), as `minute >= NULL`.
+    let recent = |m: &DateTime<Utc>| floor.new.is_some_and(|f| *m >= f);
     let minutes = ("minute_stats", "minute", "timestamptz");
     let cart_minutes = ("cart_minutely", "minute");
     let item_minutes = ("item_minutely", "minute");
-    // Pipelined, as write()'s tables are.
-    futures::try_join!(
-        add_counters(client, schema, minutes, &delta.minutes, &recent),
-        write_cart_outcomes(client, schema, cart_minutes, &delta.cart_minutes, &recent),
-        add_item_counters(client, schema, item_minutes, &delta.item_minutes, &recent),
-    )?;
     // Nothing lies below the old floor, so only the minutes the floor passed are deleted,
     // and only when it moved. An open-ended `minute < floor` walked every index entry the
     // earlier deletes left dead until vacuum came: 5 ms a step at 5,000 events/s, a sixth of
-    // the projector's time (pg_stat_statements, #18).
-    let Some(new) = floor.new else {
-        return Ok(());
-    };
-    if floor.old.is_some_and(|old| old >= new) {
-        return Ok(());
-    }
+    // the projector's time (pg_stat_statements, #18). The buckets written are at or after the
+    // new floor and those deleted below it, so the two may go out together.
+    let passed = floor
+        .new
+        .filter(|new| floor.old.is_none_or(|old| old < *new));
     futures::try_join!(
-        delete_minutes(client, schema, "minute_stats", floor.old, new),
-        delete_minutes(client, schema, "cart_minutely", floor.old, new),
-        delete_minutes(client, schema, "item_minutely", floor.old, new),
+        add_counters(client, schema, minutes, &delta.minutes, recent),
+        write_cart_outcomes(client, schema, cart_minutes, &delta.cart_minutes, recent),
+        add_item_counters(
+            client,
+            schema,
+            item_minutes,
+            &delta.item_minutes,
+            |(m, _, _)| recent(m)
+        ),
+        delete_minutes(client, schema, "minute_stats", floor.old, passed),
+        delete_minutes(client, schema, "cart_minutely", floor.old, passed),
+        delete_minutes(client, schema, "item_minutely", floor.old, passed),
     )?;
     Ok(())
 }
@@ -337,8 +332,11 @@ async fn delete_minutes(
     schema: &str,
     table: &str,
     from: Option<DateTime<Utc>>,
-    to: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
 ) -> Result<(), Error> {
+    let Some(to) = to else {
+        return Ok(());
+    };
     client
         .execute(
             &format!(
@@ -452,8 +450,9 @@ async fn write_cart_outcomes(
     schema: &str,
     (table, key): (&str, &str),
     rows: &Map<DateTime<Utc>, CartOutcomes>,
-    keep: &str,
+    keep: impl Fn(&DateTime<Utc>) -> bool,
 ) -> Result<(), Error> {
+    let rows: Vec<(&DateTime<Utc>, &CartOutcomes)> = rows.iter().filter(|(k, _)| keep(k)).collect();
     if rows.is_empty() {
         return Ok(());
     }
@@ -462,7 +461,7 @@ async fn write_cart_outcomes(
     let sql = format!(
         "INSERT INTO {schema}.{table} AS t ({key}, {columns}) \
          SELECT * FROM UNNEST($1::timestamptz[], $2::int8[], $3::int8[], $4::numeric[], \
-             $5::int8[], $6::int8[], $7::numeric[], $8::int8[]) AS x({key}, {columns}) {keep} \
+             $5::int8[], $6::int8[], $7::numeric[], $8::int8[]) AS x({key}, {columns}) \
          ON CONFLICT ({key}) DO UPDATE SET carts = t.carts + EXCLUDED.carts, \
              purchased_carts = t.purchased_carts + EXCLUDED.purchased_carts, \
              purchased_value = t.purchased_value + EXCLUDED.purchased_value, \
@@ -471,8 +470,8 @@ async fn write_cart_outcomes(
              unpurchased_value = t.unpurchased_value + EXCLUDED.unpurchased_value, \
              emptied_carts = t.emptied_carts + EXCLUDED.emptied_carts"
     );
-    let mut hour = Vec::new();
     let n = rows.len();
+    let mut hour = Vec::with_capacity(n);
     let mut carts: Vec<i64> = Vec::with_capacity(n);
     let mut purchased: Vec<i64> = Vec::with_capacity(n);
     let mut unpurchased: Vec<i64> = Vec::with_capacity(n);
@@ -480,8 +479,8 @@ async fn write_cart_outcomes(
     let mut emptied: Vec<i64> = Vec::with_capacity(n);
     let mut purchased_value: Vec<Decimal> = Vec::with_capacity(n);
     let mut unpurchased_value: Vec<Decimal> = Vec::with_capacity(n);
-    for (h, o) in rows {
-        hour.push(*h);
+    for (h, o) in &rows {
+        hour.push(**h);
         carts.push(o.carts);
         purchased.push(o.purchased_carts);
         purchased_value.push(o.purchased_value);
@@ -506,12 +505,20 @@ async fn write_cart_outcomes(
         )
         .await?;
     // A bucket whose only cart moved away (a late, earlier event) is gone, as in a rebuild.
-    client
-        .execute(
-            &format!("DELETE FROM {schema}.{table} WHERE {key} = ANY($1) AND carts = 0"),
-            &[&hour],
-        )
-        .await?;
+    // Only a bucket that lost carts can have none left: the others need no statement.
+    let emptied: Vec<DateTime<Utc>> = rows
+        .iter()
+        .filter(|(_, o)| o.carts < 0)
+        .map(|(h, _)| **h)
+        .collect();
+    if !emptied.is_empty() {
+        client
+            .execute(
+                &format!("DELETE FROM {schema}.{table} WHERE {key} = ANY($1) AND carts = 0"),
+                &[&emptied],
+            )
+            .await?;
+    }
     Ok(())
 }
 
