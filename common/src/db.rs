@@ -194,6 +194,9 @@ pub async fn listen<T: DeserializeOwned + Send + 'static>(
     Ok((client, rx))
 }
 
+/// The statement [`notify`] runs: `$1` the channel's name, `$2` the payload.
+pub const NOTIFY_SQL: &str = "SELECT pg_notify($1, $2)";
+
 /// Sends `message` on `channel`, delivered when `client`'s transaction commits.
 pub async fn notify<T: Serialize>(
     client: &impl tokio_postgres::GenericClient,
@@ -201,10 +204,7 @@ pub async fn notify<T: Serialize>(
     message: &T,
 ) -> Result<(), Error> {
     client
-        .execute(
-            "SELECT pg_notify($1, $2)",
-            &[&channel.name(), &channel.payload(message)],
-        )
+        .execute(NOTIFY_SQL, &[&channel.name(), &channel.payload(message)])
         .await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use cartflow_common::channels::{self, Channel};
+use cartflow_common::channels;
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Transaction};
 use tracing::debug;
@@ -78,7 +78,7 @@ pub async fn step(
 ) -> Result<Applied, Error> {
     let schema = generation.schema();
     // The lock first: PostgreSQL runs the reads after it, under it.
-    let ((), checkpoint, (horizon, chunk_end)) = futures::try_join!(
+    let ((), checkpoint, (horizon, to)) = futures::try_join!(
         lock_schema(tx, schema),
         Checkpoint::read(tx, schema),
         log::horizon_and_chunk_end(tx, schema, max_events),
@@ -93,7 +93,6 @@ pub async fn step(
         });
     }
     let started = Instant::now();
-    let to = chunk_end;
     let mut delta = Delta::default();
     let mut published_ms = Vec::new();
     let events = log::read_into(tx, from, to, &mut delta, Some(&mut published_ms)).await?;
@@ -131,7 +130,7 @@ pub async fn step(
         },
         async {
             if tell_gateway {
-                notify(tx, channels::ANALYTICS, &changed).await
+                tx.notify(channels::ANALYTICS, &changed).await
             } else {
                 Ok(())
             }
@@ -139,7 +138,7 @@ pub async fn step(
     )?;
     let written = started.elapsed();
     let decided = match lookup {
-        Some(lookup) => outcome::after_step(tx, &delta.carts, &advance, lookup, true).await?,
+        Some(lookup) => outcome::after_step(tx, &delta.carts, &advance, lookup).await?,
         None => Decided::default(),
     };
     if events > 0 {
@@ -161,22 +160,6 @@ pub async fn step(
         published_ms,
         decided,
     })
-}
-
-/// `pg_notify` on `channel` with the statement prepared once (a notification is sent when
-/// the transaction commits).
-pub(crate) async fn notify<T: serde::Serialize>(
-    client: &Db<'_, impl GenericClient + Sync>,
-    channel: Channel<T>,
-    message: &T,
-) -> Result<(), Error> {
-    client
-        .execute(
-            "SELECT pg_notify($1, $2)",
-            &[&channel.name(), &channel.payload(message)],
-        )
-        .await?;
-    Ok(())
 }
 
 /// Applies steps to `generation`'s tables, each in its own transaction, until they are

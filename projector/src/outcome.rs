@@ -260,14 +260,13 @@ pub async fn look_up(
 
 /// Declares the outcomes a live step changed, in the step's transaction after its write:
 /// `carts` are the carts it applied events to, in their new full state, `advance` how it
-/// moved the checkpoint and `lookup` what [`look_up`] found. With `notify`, also tells the
-/// relay (`pg_notify`, sent with the outbox rows) when something was declared.
+/// moved the checkpoint and `lookup` what [`look_up`] found. Tells the relay (`pg_notify`,
+/// sent with the outbox rows) when something was declared.
 pub async fn after_step(
     client: &Db<'_, impl GenericClient + Sync>,
     carts: &Map<String, Cart>,
     advance: &Advance,
     lookup: Lookup,
-    notify: bool,
 ) -> Result<Decided, Error> {
     let clock = Clock::after(advance);
     let Lookup {
@@ -307,7 +306,7 @@ pub async fn after_step(
         })
         .collect();
     changed.extend(crossed);
-    declare(client, &clock, changed, notify).await
+    declare(client, &clock, changed, true).await
 }
 
 /// Whether `cart` is a candidate of [`after_step`] whatever the clock: stored before, or
@@ -420,10 +419,7 @@ async fn declare(
         &params,
     );
     if notify {
-        futures::try_join!(
-            write,
-            crate::apply::notify(client, channels::OUTCOMES, &message)
-        )?;
+        futures::try_join!(write, client.notify(channels::OUTCOMES, &message))?;
     } else {
         write.await?;
     }

@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use cartflow_common::channels::Channel;
+use cartflow_common::db;
 use tokio_postgres::types::{BorrowToSql, ToSql};
 use tokio_postgres::{Client, GenericClient, Row, RowStream, Statement};
 
@@ -138,6 +140,21 @@ impl<'a, C: GenericClient + Sync> Db<'a, C> {
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
         let s = self.statement(sql).await?;
         Ok(self.client.execute(&s, params).await?)
+    }
+
+    /// `pg_notify` on `channel` ([`db::notify`] with this client's prepared statement),
+    /// delivered when the transaction commits.
+    pub async fn notify<T: serde::Serialize>(
+        &self,
+        channel: Channel<T>,
+        message: &T,
+    ) -> Result<(), Error> {
+        self.execute(
+            db::NOTIFY_SQL,
+            &[&channel.name(), &channel.payload(message)],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Statements without parameters, sent as text (never prepared).
