@@ -9,12 +9,16 @@ use serde_json::{Map, Value};
 use crate::Error;
 
 /// The rows several parts share, each read once: `v_peaks` and `v_insights` rank rows of
-/// these views, and computed them again for every mention (V15). Lists are in their parts'
-/// order.
-const SHARED: &str = "WITH k AS (SELECT (SELECT v FROM v_kpis v) AS r), \
-    hod AS (SELECT ARRAY(SELECT v FROM v_hour_of_day v ORDER BY hour_of_day) AS a), \
-    dow AS (SELECT ARRAY(SELECT v FROM v_day_of_week v ORDER BY iso_day_of_week) AS a), \
-    mon AS (SELECT ARRAY(SELECT v FROM v_month v ORDER BY month) AS a), \
+/// these views, and computed them again for every mention (V15); the key figures, the seasons
+/// and the timeline are functions of `v_cart_hours`, whose open carts are counted from the
+/// carts themselves, so it is read once and passed in (V16). Lists are in their parts' order.
+const SHARED: &str = "WITH ch AS (SELECT ARRAY(SELECT h FROM v_cart_hours h) AS a), \
+    k AS (SELECT (SELECT v FROM ch, cartflow_kpis(ch.a) v) AS r), \
+    hod AS (SELECT ARRAY(SELECT v FROM ch, cartflow_hour_of_day(ch.a) v \
+                         ORDER BY hour_of_day) AS a), \
+    dow AS (SELECT ARRAY(SELECT v FROM ch, cartflow_day_of_week(ch.a) v \
+                         ORDER BY iso_day_of_week) AS a), \
+    mon AS (SELECT ARRAY(SELECT v FROM ch, cartflow_month(ch.a) v ORDER BY month) AS a), \
     pp AS (SELECT ARRAY(SELECT v FROM v_product_performance v \
                         ORDER BY rank_revenue, product_id) AS a), \
     cp AS (SELECT ARRAY(SELECT v FROM v_category_performance v \
@@ -65,7 +69,7 @@ const PARTS: [(&str, &str); 16] = [
     ),
     (
         "timeline",
-        "(SELECT json_agg(v ORDER BY bucket) FROM v_timeline_recent v)",
+        "(SELECT json_agg(v ORDER BY bucket) FROM ch, cartflow_timeline_recent(ch.a) v)",
     ),
     (
         "catalogue",
