@@ -84,14 +84,20 @@ RETURNING id, dlq_status IS NOT NULL, xmax = 0";
 pub async fn write(pool: &Pool, batch: &Batch) -> Result<Written, Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    if !batch.events.is_empty() {
-        // First, before any write gives the transaction an id: the projector's horizon waits
-        // only for transactions that announced they write events (migrations/V13).
-        tx.batch_execute("SELECT cartflow_events_writer()").await?;
-    }
     let mut written = Written::default();
     let mut refused = Vec::new();
-
+    // Events first: their statement announces the transaction as an events writer before any
+    // write gives it an id. No foreign keys tie them to customers or products.
+    if !batch.events.is_empty() {
+        written.stored = insert_events_or_refuse(&tx, &batch.events, &mut refused).await?;
+        let rejected = refused.len() as u64;
+        let not_inserted = batch.events.len() as u64 - rejected - written.stored;
+        if not_inserted > 0 {
+            let conflicts = conflicting_duplicates(&tx, &batch.events).await?;
+            written.duplicates = not_inserted - conflicts.len() as u64;
+            refused.extend(conflicts);
+        }
+    }
     for (customer, raw) in &batch.customers {
         let c = customer;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
@@ -118,17 +124,6 @@ pub async fn write(pool: &Pool, batch: &Batch) -> Result<Written, Error> {
             refused.push(dead);
         }
     }
-    if !batch.events.is_empty() {
-        let before = refused.len();
-        written.stored = insert_events_or_refuse(&tx, &batch.events, &mut refused).await?;
-        let rejected = (refused.len() - before) as u64;
-        let not_inserted = batch.events.len() as u64 - rejected - written.stored;
-        if not_inserted > 0 {
-            let conflicts = conflicting_duplicates(&tx, &batch.events).await?;
-            written.duplicates = not_inserted - conflicts.len() as u64;
-            refused.extend(conflicts);
-        }
-    }
     for dead in batch.dead_letters.iter().chain(&refused) {
         let (id, settled, inserted) = record_dead_letter(&tx, dead).await?;
         if inserted {
@@ -142,7 +137,12 @@ pub async fn write(pool: &Pool, batch: &Batch) -> Result<Written, Error> {
         let stored = channels::EventsStored {
             stored: written.stored,
         };
-        db::notify(&*tx, channels::EVENTS, &stored).await?;
+        // Prepared once per connection, as the insert: each statement prepared anew is one
+        // more round trip, and under load each waits for a busy core.
+        let notify = tx.prepare_cached(db::NOTIFY_SQL).await?;
+        let payload = channels::EVENTS.payload(&stored);
+        tx.execute(&notify, &[&channels::EVENTS.name(), &payload])
+            .await?;
     }
     tx.commit().await?;
     Ok(written)
@@ -238,19 +238,20 @@ fn refusal(raw: &Raw, what: &str, e: &tokio_postgres::Error) -> DeadLetter {
     }
 }
 
-/// Inserts the events in one statement; when PostgreSQL refuses the statement, inserts them
-/// one by one under savepoints and dead-letters the ones it refuses.
+/// Announces the transaction as an events writer (migrations/V13: the projector's horizon
+/// waits only for those), then inserts the events in one statement; when PostgreSQL refuses
+/// the statement, inserts them one by one under savepoints and dead-letters the ones it
+/// refuses. The announcement and the savepoint go in one round trip, and the savepoint is
+/// left for the commit to release.
 async fn insert_events_or_refuse(
     tx: &Transaction<'_>,
     events: &[StoredEvent],
     refused: &mut Vec<DeadLetter>,
 ) -> Result<u64, Error> {
-    tx.batch_execute("SAVEPOINT bulk_events").await?;
+    tx.batch_execute("SELECT cartflow_events_writer(); SAVEPOINT bulk_events")
+        .await?;
     match insert_events(tx, events).await {
-        Ok(stored) => {
-            tx.batch_execute("RELEASE SAVEPOINT bulk_events").await?;
-            return Ok(stored);
-        }
+        Ok(stored) => return Ok(stored),
         Err(e) if e.database().is_some_and(retry::refuses_row) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT bulk_events")
                 .await?;
@@ -363,9 +364,10 @@ async fn insert_events(tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<u
         offset.push(s.raw.origin.offset);
         published.push(s.published_ms.and_then(DateTime::from_timestamp_millis));
     }
+    let insert = tx.prepare_cached(INSERT_EVENTS).await?;
     let stored = tx
         .execute(
-            INSERT_EVENTS,
+            &insert,
             &[
                 &event_id,
                 &customer_id,
