@@ -137,12 +137,8 @@ pub async fn write(pool: &Pool, batch: &Batch) -> Result<Written, Error> {
         let stored = channels::EventsStored {
             stored: written.stored,
         };
-        // Prepared once per connection, as the insert: each statement prepared anew is one
-        // more round trip, and under load each waits for a busy core.
-        let notify = tx.prepare_cached(db::NOTIFY_SQL).await?;
-        let payload = channels::EVENTS.payload(&stored);
-        tx.execute(&notify, &[&channels::EVENTS.name(), &payload])
-            .await?;
+        let statement = tx.prepare_cached(db::NOTIFY_SQL).await?;
+        db::notify(&*tx, &statement, channels::EVENTS, &stored).await?;
     }
     tx.commit().await?;
     Ok(written)

@@ -190,7 +190,13 @@ async fn reconcile_outcomes(client: &mut Client, metrics: &Metrics) -> Result<()
         let message = OutcomesDecided {
             decided: decided.total(),
         };
-        db::notify(&tx, cartflow_common::channels::OUTCOMES, &message).await?;
+        db::notify(
+            &tx,
+            db::NOTIFY_SQL,
+            cartflow_common::channels::OUTCOMES,
+            &message,
+        )
+        .await?;
     }
     tx.commit().await?;
     metrics.count_decided(&decided);

@@ -149,12 +149,8 @@ impl<'a, C: GenericClient + Sync> Db<'a, C> {
         channel: Channel<T>,
         message: &T,
     ) -> Result<(), Error> {
-        self.execute(
-            db::NOTIFY_SQL,
-            &[&channel.name(), &channel.payload(message)],
-        )
-        .await?;
-        Ok(())
+        let statement = self.statement(db::NOTIFY_SQL).await?;
+        Ok(db::notify(self.client, &statement, channel, message).await?)
     }
 
     /// Statements without parameters, sent as text (never prepared).
