@@ -100,6 +100,14 @@ impl Page {
     }
 
     async fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.request(method, params).await {
+            Ok(result) => result,
+            Err(error) => panic!("{method}: {error}"),
+        }
+    }
+
+    /// One DevTools request: its result, or the error it answered with.
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         let id = self.next_id;
         self.next_id += 1;
         let request = json!({"id": id, "method": method, "params": params});
@@ -116,8 +124,10 @@ impl Page {
             if let Message::Text(t) = m {
                 let v: Value = serde_json::from_str(&t).expect("JSON");
                 if v["id"] == id {
-                    assert!(v.get("error").is_none(), "{method}: {v}");
-                    return v["result"].clone();
+                    return match v.get("error") {
+                        Some(_) => Err(v),
+                        None => Ok(v["result"].clone()),
+                    };
                 }
             }
         }
@@ -136,7 +146,21 @@ impl Page {
 
     async fn wait_for(&mut self, what: &str, expression: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.eval(expression).await != json!(true) {
+        loop {
+            // A page that is navigating has no context to evaluate in: DevTools answers
+            // "Inspected target navigated or closed"; that is "not yet", not a failure.
+            let answer = self
+                .request(
+                    "Runtime.evaluate",
+                    json!({"expression": expression, "returnByValue": true}),
+                )
+                .await;
+            match answer {
+                Ok(r) if r["result"]["value"] == json!(true) => return,
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("navigated") => {}
+                Err(e) => panic!("Runtime.evaluate: {e}"),
+            }
             assert!(Instant::now() < deadline, "the page never showed {what}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -554,8 +578,11 @@ async fn a_picked_range_narrows_the_tiles_and_the_timeline_and_lives_in_the_url(
     );
     let shared = api(format!("from={from}&to={to}")).await;
     assert_eq!(shared["range"]["grain"], "hour");
-    page.eval(&format!("location.href = '{base}/?from={from}&to={to}'"))
-        .await;
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("{base}/?from={from}&to={to}")}),
+    )
+    .await;
     page.wait_for(
         "the shared range",
         &format!(
