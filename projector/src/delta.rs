@@ -9,8 +9,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use crate::cents::Cents;
 use chrono::{DateTime, TimeDelta, Utc};
-use rust_decimal::Decimal;
 
 /// The delta's maps: foldhash instead of std's SipHash. A rebuild's read is bound by this
 /// summing (one core busy while PostgreSQL sends rows at 40% of another); the faster hash took
@@ -23,7 +23,7 @@ pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub struct LogEvent<'a> {
     pub customer_id: i64,
     pub product_id: i64,
-    pub price: Decimal,
+    pub price: Cents,
     pub action: Action,
     pub timestamp: DateTime<Utc>,
     /// Borrowed from the row it was read from: a rebuild reads millions, and most belong to
@@ -57,13 +57,13 @@ pub struct Counters {
     pub adds: i64,
     pub removes: i64,
     pub purchases: i64,
-    pub added_value: Decimal,
-    pub removed_value: Decimal,
-    pub revenue: Decimal,
+    pub added_value: Cents,
+    pub removed_value: Cents,
+    pub revenue: Cents,
 }
 
 impl Counters {
-    pub fn count(&mut self, action: Action, price: Decimal) {
+    pub fn count(&mut self, action: Action, price: Cents) {
         self.events += 1;
         match action {
             Action::Add => {
@@ -168,22 +168,21 @@ impl Cart {
 pub struct CartOutcomes {
     pub carts: i64,
     pub purchased_carts: i64,
-    pub purchased_value: Decimal,
+    pub purchased_value: Cents,
     pub unpurchased_carts: i64,
     pub unpurchased_items: i64,
-    pub unpurchased_value: Decimal,
+    pub unpurchased_value: Cents,
     pub emptied_carts: i64,
 }
 
 impl CartOutcomes {
     fn add(&mut self, o: &CartOutcomes, sign: i64) {
-        let d = Decimal::from(sign);
         self.carts += sign * o.carts;
         self.purchased_carts += sign * o.purchased_carts;
-        self.purchased_value += d * o.purchased_value;
+        self.purchased_value += o.purchased_value * sign;
         self.unpurchased_carts += sign * o.unpurchased_carts;
         self.unpurchased_items += sign * o.unpurchased_items;
-        self.unpurchased_value += d * o.unpurchased_value;
+        self.unpurchased_value += o.unpurchased_value * sign;
         self.emptied_carts += sign * o.emptied_carts;
     }
 
@@ -195,12 +194,12 @@ impl CartOutcomes {
 /// The price bands' lower bounds in currency units, as the producer's truth names them.
 pub const PRICE_BAND_FLOORS: [i32; 4] = [0, 25, 100, 500];
 
-pub fn price_band(price: Decimal) -> i32 {
+pub fn price_band(price: Cents) -> i32 {
     PRICE_BAND_FLOORS
         .iter()
         .rev()
         .copied()
-        .find(|floor| price >= Decimal::from(*floor))
+        .find(|floor| price >= Cents::from_units(i64::from(*floor)))
         .unwrap_or(0)
 }
 
@@ -462,7 +461,7 @@ mod tests {
         LogEvent {
             customer_id: 7,
             product_id: 1,
-            price: Decimal::from(price),
+            price: Cents::from_units(price),
             action,
             timestamp: Utc.with_ymd_and_hms(2026, 11, 1, 10, minute, 0).unwrap(),
             session_id: Some(session),
@@ -543,9 +542,9 @@ mod tests {
 
     #[test]
     fn bands_match_the_producer() {
-        assert_eq!(price_band(Decimal::new(2499, 2)), 0);
-        assert_eq!(price_band(Decimal::from(25)), 25);
-        assert_eq!(price_band(Decimal::new(9999, 2)), 25);
-        assert_eq!(price_band(Decimal::from(695)), 500);
+        assert_eq!(price_band(Cents(2499)), 0);
+        assert_eq!(price_band(Cents::from_units(25)), 25);
+        assert_eq!(price_band(Cents(9999)), 25);
+        assert_eq!(price_band(Cents::from_units(695)), 500);
     }
 }

@@ -1,6 +1,7 @@
 //! The cartflow projector: the conversion analytics, kept current from the raw event log.
 //!
 //! - [`log`] reads the log in settled chunks, by writing transaction;
+//! - [`cents`] is money as whole cents, read from and written to `numeric` directly;
 //! - [`delta`] sums a chunk in memory (every aggregate is order-independent);
 //! - [`store`] adds a delta to one generation of the aggregate tables;
 //! - [`apply`] is one step: chunk, delta and checkpoint in one transaction (exactly once);
@@ -13,6 +14,7 @@
 //! - [`rebuild`] recomputes everything into fresh tables and swaps them in atomically.
 
 pub mod apply;
+pub mod cents;
 pub mod checkpoint;
 pub mod config;
 pub mod delta;

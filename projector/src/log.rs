@@ -9,9 +9,9 @@
 //! not hold the horizon back. The checkpoint is one number: every row with `tx_id` below it has
 //! been applied.
 
+use crate::cents::Cents;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, pin_mut};
-use rust_decimal::Decimal;
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
@@ -133,7 +133,7 @@ async fn stream_into(
         delta.add(&LogEvent {
             customer_id: row.get(0),
             product_id: row.get(1),
-            price: row.get::<_, Decimal>(2),
+            price: row.get::<_, Cents>(2),
             action,
             timestamp: row.get(4),
             session_id: row.get(5),

@@ -20,9 +20,9 @@ mod payload;
 
 use std::collections::HashMap;
 
+use crate::cents::Cents;
 use cartflow_schemas::{CartOutcome, Codec, OutcomeKind};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -112,9 +112,9 @@ pub(crate) struct Changed {
     pub customer_id: i64,
     pub first_at: DateTime<Utc>,
     pub last_at: DateTime<Utc>,
-    pub revenue: Decimal,
+    pub revenue: Cents,
     /// Added minus removed value: what the analytics count as left in the cart.
-    pub left_value: Decimal,
+    pub left_value: Cents,
     pub now: Verdict,
     pub declared: Verdict,
     pub sequence: i32,

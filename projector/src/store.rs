@@ -4,9 +4,9 @@
 //! swaps it in. Counters are added (`t.x + EXCLUDED.x`), first/last times take the least and
 //! greatest, and carts are written whole (their state was merged in memory).
 
+use crate::cents::Cents;
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
-use rust_decimal::Decimal;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Transaction};
@@ -84,9 +84,9 @@ struct CounterColumns {
     adds: Vec<i64>,
     removes: Vec<i64>,
     purchases: Vec<i64>,
-    added_value: Vec<Decimal>,
-    removed_value: Vec<Decimal>,
-    revenue: Vec<Decimal>,
+    added_value: Vec<Cents>,
+    removed_value: Vec<Cents>,
+    revenue: Vec<Cents>,
 }
 
 impl CounterColumns {
@@ -477,8 +477,8 @@ async fn write_cart_outcomes(
     let mut unpurchased: Vec<i64> = Vec::with_capacity(n);
     let mut items: Vec<i64> = Vec::with_capacity(n);
     let mut emptied: Vec<i64> = Vec::with_capacity(n);
-    let mut purchased_value: Vec<Decimal> = Vec::with_capacity(n);
-    let mut unpurchased_value: Vec<Decimal> = Vec::with_capacity(n);
+    let mut purchased_value: Vec<Cents> = Vec::with_capacity(n);
+    let mut unpurchased_value: Vec<Cents> = Vec::with_capacity(n);
     for (h, o) in &rows {
         hour.push(**h);
         carts.push(o.carts);

@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::cents::Cents;
 use cartflow_schemas::{CartOutcome, Money, OutcomeItem, OutcomeKind};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ const CARTS_PER_READ: usize = 500;
 pub(crate) struct CartLine {
     pub event_id: Uuid,
     pub product_id: i64,
-    pub price: Decimal,
+    pub price: Cents,
     pub action: Action,
     pub timestamp: DateTime<Utc>,
 }
@@ -134,7 +134,7 @@ pub(crate) fn outcome(
 ) -> CartOutcome {
     let (items, value) = match kind {
         OutcomeKind::Purchased => (lines(events, |a| a == Action::Purchase), c.revenue),
-        OutcomeKind::Emptied => (vec![], Decimal::ZERO),
+        OutcomeKind::Emptied => (vec![], Cents::ZERO),
         OutcomeKind::Abandoned | OutcomeKind::Reopened => (in_cart(events), c.left_value),
     };
     CartOutcome {
@@ -154,7 +154,7 @@ pub(crate) fn outcome(
 
 /// The products of the events `counts` admits, a line per product at its latest price.
 fn lines(events: &[CartLine], counts: impl Fn(Action) -> bool) -> Vec<OutcomeItem> {
-    let mut by_product: BTreeMap<i64, (i32, Decimal)> = BTreeMap::new();
+    let mut by_product: BTreeMap<i64, (i32, Cents)> = BTreeMap::new();
     for l in events.iter().filter(|l| counts(l.action)) {
         let e = by_product.entry(l.product_id).or_default();
         *e = (e.0 + 1, l.price);
@@ -164,7 +164,7 @@ fn lines(events: &[CartLine], counts: impl Fn(Action) -> bool) -> Vec<OutcomeIte
 
 /// What is still in the cart: per product, added minus removed, where positive.
 fn in_cart(events: &[CartLine]) -> Vec<OutcomeItem> {
-    let mut by_product: BTreeMap<i64, (i32, Decimal)> = BTreeMap::new();
+    let mut by_product: BTreeMap<i64, (i32, Cents)> = BTreeMap::new();
     for l in events {
         let e = by_product.entry(l.product_id).or_default();
         match l.action {
@@ -177,7 +177,7 @@ fn in_cart(events: &[CartLine]) -> Vec<OutcomeItem> {
     to_items(by_product)
 }
 
-fn to_items(by_product: BTreeMap<i64, (i32, Decimal)>) -> Vec<OutcomeItem> {
+fn to_items(by_product: BTreeMap<i64, (i32, Cents)>) -> Vec<OutcomeItem> {
     by_product
         .into_iter()
         .map(|(product_id, (quantity, price))| OutcomeItem {
@@ -190,6 +190,6 @@ fn to_items(by_product: BTreeMap<i64, (i32, Decimal)>) -> Vec<OutcomeItem> {
 
 /// Prices come from `numeric(18,2)` columns, which always fit; a sum that somehow did not
 /// is clamped rather than failing the step.
-fn money(d: Decimal) -> Money {
-    Money::try_from(d).unwrap_or(Money::from_cents(Money::MAX_CENTS))
+fn money(c: Cents) -> Money {
+    Money::from_cents(c.0.clamp(-Money::MAX_CENTS, Money::MAX_CENTS))
 }
