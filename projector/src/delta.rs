@@ -9,8 +9,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::cents::Cents;
 use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::cents::Cents;
 
 /// The delta's maps: foldhash instead of std's SipHash. A rebuild's read is bound by this
 /// summing (one core busy while PostgreSQL sends rows at 40% of another); the faster hash took

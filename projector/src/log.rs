@@ -9,13 +9,13 @@
 //! not hold the horizon back. The checkpoint is one number: every row with `tx_id` below it has
 //! been applied.
 
-use crate::cents::Cents;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, pin_mut};
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 use crate::Error;
+use crate::cents::Cents;
 use crate::delta::{Action, Delta, LogEvent};
 use crate::sql::Db;
 

@@ -20,7 +20,6 @@ mod payload;
 
 use std::collections::HashMap;
 
-use crate::cents::Cents;
 use cartflow_schemas::{CartOutcome, Codec, OutcomeKind};
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
@@ -30,6 +29,7 @@ use uuid::Uuid;
 use cartflow_common::channels;
 
 use crate::Error;
+use crate::cents::Cents;
 use crate::checkpoint::{Advance, Checkpoint};
 use crate::delta::{Cart, Delta, Map};
 use crate::sql::Db;

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::cents::Cents;
 use cartflow_schemas::{CartOutcome, Money, OutcomeItem, OutcomeKind};
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
@@ -15,6 +14,7 @@ use uuid::Uuid;
 
 use super::Changed;
 use crate::Error;
+use crate::cents::Cents;
 use crate::delta::{Action, LogEvent, cart_key};
 use crate::sql::Db;
 
