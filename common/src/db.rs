@@ -170,6 +170,49 @@ pub async fn migrate(url: &DatabaseUrl) -> Result<Migrated, Error> {
     Ok(Migrated { applied, version })
 }
 
+/// The newest migration this build embeds.
+pub fn newest_migration() -> i32 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Checks, without changing anything, that the database has every migration this build
+/// embeds: what a service started with `--skip-migrations` needs before its first statement.
+/// Without it, a database left behind by an older version failed later with PostgreSQL's
+/// "function does not exist" in the middle of the work. A database ahead of this build
+/// (migrated by a newer version) passes: migrations only add.
+pub async fn check_migrated(url: &DatabaseUrl) -> Result<(), Error> {
+    let client = connect(url).await?;
+    let history: bool = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    let have: Option<i32> = if history {
+        client
+            .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+            .await?
+            .get(0)
+    } else {
+        None
+    };
+    let need = newest_migration();
+    if have.is_some_and(|v| v >= need) {
+        return Ok(());
+    }
+    Err(Error::NotMigrated {
+        url: url.to_string(),
+        have: have.map_or_else(|| "none".to_owned(), |v| format!("up to V{v}")),
+        need,
+    })
+}
+
 /// A connection that LISTENs on `channel`, and its notifications' payloads: `None` for one
 /// this version cannot read, still a wake-up. The receiver closes when the connection does.
 pub async fn listen<T: DeserializeOwned + Send + 'static>(

@@ -27,6 +27,16 @@ pub enum Error {
     #[error("Migration failed: {0}")]
     Migration(#[from] refinery::Error),
     #[error(
+        "The database at {url} lacks migrations: it has {have}, this build needs up to \
+         V{need}. Apply them with `cartflow-consumer migrate` (or start without \
+         --skip-migrations)"
+    )]
+    NotMigrated {
+        url: String,
+        have: String,
+        need: i32,
+    },
+    #[error(
         "No Kafka broker answers at {brokers}: {reason}. Start one (deploy/local/run.sh starts \
          Apache Kafka) or point KAFKA_BROKERS at a running broker"
     )]

@@ -100,7 +100,9 @@ async fn consume(
 /// dead-letter topic: where batches will go.
 async fn prepare(config: &Config, metrics: &Metrics) -> Result<Sink, Error> {
     let url = &config.database.database_url;
-    if !config.skip_migrations {
+    if config.skip_migrations {
+        db::check_migrated(url).await?;
+    } else {
         db::ensure_database(url).await?;
         db::migrate(url).await?;
     }

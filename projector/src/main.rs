@@ -26,6 +26,7 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     cartflow_common::telemetry::init(&args.log);
     let shutdown = cartflow_common::shutdown::on_signals();
     let url = &args.database.database_url;
+    cartflow_common::db::check_migrated(url).await?;
     let mut client = cartflow_common::db::connect(url).await?;
     let readers =
         (0..rebuild::reader_connections(args.readers)).map(|_| cartflow_common::db::connect(url));

@@ -61,6 +61,7 @@ pub async fn run(
         compacted: false,
     };
     kafka::ensure_topics(&args.kafka, &[topic]).await?;
+    db::check_migrated(&args.database.database_url).await?;
     ops.health.set_ready(true);
     leader::serve(
         || lead(&args, &metrics, &shutdown),

@@ -35,7 +35,9 @@ pub async fn run(
     let ops = OpsServer::start(ops_listener, &shutdown);
     let metrics = Metrics::new(&ops.registry);
     let url = &config.database.database_url;
-    if !config.skip_migrations {
+    if config.skip_migrations {
+        db::check_migrated(url).await?;
+    } else {
         db::ensure_database(url).await?;
         db::migrate(url).await?;
     }

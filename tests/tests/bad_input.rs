@@ -192,3 +192,63 @@ async fn a_refused_statement_says_what_postgresql_said() {
     assert!(!message.contains('\n'), "one line: {message}");
     db.cleanup().await;
 }
+
+/// A service told to skip migrations checks that the database has them all before its first
+/// statement, and otherwise says which it has and what to run, instead of failing later on a
+/// missing function.
+#[tokio::test]
+async fn a_database_behind_the_build_is_refused_with_what_to_run() {
+    let db = cartflow_tests::TestDb::new().await;
+    let url = cartflow_tests::parse_url(&db.url);
+    let newest = cartflow_common::db::newest_migration();
+    cartflow_common::db::check_migrated(&url)
+        .await
+        .expect("a database with every migration passes");
+
+    // As if an older version had migrated it: the newest migration not applied.
+    let client = db.client().await;
+    client
+        .execute(
+            "DELETE FROM refinery_schema_history WHERE version = $1",
+            &[&newest],
+        )
+        .await
+        .expect("forget the newest migration");
+    let refused = cartflow_common::db::check_migrated(&url)
+        .await
+        .expect_err("a migration is missing")
+        .to_string();
+    for part in [
+        format!("up to V{}", newest - 1),
+        format!("needs up to V{newest}"),
+        "cartflow-consumer migrate".to_owned(),
+    ] {
+        assert!(refused.contains(&part), "{part:?} in {refused}");
+    }
+
+    // The projector's binary exits with that message rather than starting.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tested-projector"))
+        .args(["--database-url", &db.url, "--skip-migrations"])
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .output()
+        .expect("run the projector");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it must not start: {stderr}");
+    assert!(
+        stderr.contains(&format!("needs up to V{newest}")),
+        "{stderr}"
+    );
+
+    // Never migrated at all.
+    client
+        .batch_execute("DROP TABLE refinery_schema_history")
+        .await
+        .expect("drop the history");
+    let refused = cartflow_common::db::check_migrated(&url)
+        .await
+        .expect_err("no migrations")
+        .to_string();
+    assert!(refused.contains("it has none"), "{refused}");
+    drop(client);
+    db.cleanup().await;
+}
