@@ -214,9 +214,10 @@ fetch_registry() {
 
 # A Confluent-compatible schema registry answering at URL (its Confluent API's base, such as
 # http://127.0.0.1:8081/apis/ccompat/v6): reused if one answers, else Apicurio Registry
-# started here with in-memory storage (schemas last as long as the process).
+# started here with in-memory storage (schemas last as long as the process). Without URL:
+# SCHEMA_REGISTRY_URL, else that default address.
 ensure_registry() {
-  local url=$1 host port i
+  local url=${1:-${SCHEMA_REGISTRY_URL:-http://127.0.0.1:8081/apis/ccompat/v6}} host port i
   if curl -sf "$url/subjects" >/dev/null 2>&1; then
     say "Schema registry answers at $url"
     return

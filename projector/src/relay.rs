@@ -144,9 +144,14 @@ async fn publish(
         }
         if batch.is_empty() {
             tokio::select! {
-                w = wakeups.recv() => if w.is_none() {
-                    return Err(Error::ConnectionLost);
-                },
+                w = wakeups.recv() => {
+                    if w.is_none() {
+                        return Err(Error::ConnectionLost);
+                    }
+                    // Wake-ups queued meanwhile are answered by the one read that follows:
+                    // taken one by one, each cost an empty read of the outbox.
+                    while wakeups.try_recv().is_ok() {}
+                }
                 () = tokio::time::sleep(poll) => {}
                 () = shutdown.cancelled() => return Ok(()),
             }
