@@ -3,9 +3,10 @@
 //! and, for every abandoned cart worth at least `--min-value`, prints a recovery message as a
 //! JSON line or POSTs it to `--webhook-url`.
 //!
-//! Delivery to the webhook is at least once: an offset is committed only after the webhook
-//! accepted the message (a 2xx), and a failing webhook is retried with back-off, so a
-//! restart may repeat the last messages. The message carries the outcome's `outcome_id`,
+//! Delivery to the webhook is at least once: an offset is stored only after the webhook
+//! accepted the message (a 2xx), and a failing webhook is retried with back-off; stored
+//! offsets are committed every second and at a clean stop, so a restart after a crash may
+//! repeat the last second's messages. The message carries the outcome's `outcome_id`,
 //! the same for every delivery of one outcome: the receiver de-duplicates by it.
 
 mod config;

@@ -9,7 +9,7 @@ use cartflow_common::ops::OpsServer;
 use cartflow_common::retry::Backoff;
 use cartflow_schemas::{CartOutcome, Codec};
 use prometheus::IntCounterVec;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use tokio::net::TcpListener;
@@ -35,7 +35,13 @@ pub async fn run(
     kafka::check_reachable(&config.kafka, Duration::from_secs(10)).await?;
     let consumer: StreamConsumer = kafka::client_config(&config.kafka, "cartflow-recover")
         .set("group.id", &config.group)
-        .set("enable.auto.commit", "false")
+        // At least once, committed in bulk: an offset is stored once its message is handled,
+        // and librdkafka commits the stored offsets every second and when the consumer
+        // closes. A commit per message (23,000 in a week's backfill) flooded the group
+        // coordinator: commits timed out, the session expired, and a stop waited on them.
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .create()?;
@@ -89,7 +95,7 @@ pub async fn run(
             },
         };
         count(&outcomes, result);
-        consumer.commit_message(&message, CommitMode::Async)?;
+        consumer.store_offset_from_message(&message)?;
     }
 }
 

@@ -46,15 +46,27 @@ pub async fn insert_carts(client: &Client, first: i64, n: i64) {
 /// Every committed outcome on `topic`, in partition order, read with `read_committed` to the
 /// end of every partition.
 pub async fn read_outcomes(args: &KafkaArgs, topic: &str) -> Vec<CartOutcome> {
+    read_from(args, topic, "test-outcome-reader", Offset::Beginning).await
+}
+
+/// The committed outcomes on `topic` that consumer group `group` has not committed yet: what
+/// a member of it that starts now would read (all of them when it never committed).
+pub async fn left_for_group(args: &KafkaArgs, topic: &str, group: &str) -> Vec<CartOutcome> {
+    read_from(args, topic, group, Offset::Stored).await
+}
+
+/// Reads `topic` as `group` without committing, from `start` in every partition to its end.
+async fn read_from(args: &KafkaArgs, topic: &str, group: &str, start: Offset) -> Vec<CartOutcome> {
     let config = kafka::client_config(args, "test-outcome-reader");
-    let topic = topic.to_owned();
+    let (topic, group) = (topic.to_owned(), group.to_owned());
     tokio::task::spawn_blocking(move || {
         let mut config = config;
         let consumer: BaseConsumer<EndOfPartitionExpected> = config
-            .set("group.id", "test-outcome-reader")
+            .set("group.id", &group)
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
             .create_with_context(EndOfPartitionExpected)
             .expect("consumer");
         let timeout = Duration::from_secs(10);
@@ -64,7 +76,7 @@ pub async fn read_outcomes(args: &KafkaArgs, topic: &str) -> Vec<CartOutcome> {
         let mut list = TopicPartitionList::new();
         let mut open = HashSet::new();
         for p in md.topics()[0].partitions() {
-            list.add_partition_offset(&topic, p.id(), Offset::Beginning)
+            list.add_partition_offset(&topic, p.id(), start)
                 .expect("partition");
             open.insert(p.id());
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cartflow_schemas::{CartOutcome, OutcomeKind};
 use cartflow_tests::analytics::{project_everything, projected_everything};
 use cartflow_tests::outcomes::{
-    all_published, insert_carts, read_outcomes, relay_flags, spawn_relay, topic,
+    all_published, insert_carts, left_for_group, read_outcomes, relay_flags, spawn_relay, topic,
 };
 use cartflow_tests::process::{Service, projector_flags};
 use cartflow_tests::{TestEnv, any_port, wait_until};
@@ -301,6 +301,7 @@ async fn a_late_purchase_reopens_an_abandoned_cart_and_the_subscriber_hears_of_i
         "http://{}/metrics",
         recover_listener.local_addr().expect("addr")
     );
+    let group = format!("test-recover-{}", env.id);
     let recover_config = cartflow_recover::Config::try_parse_from([
         "cartflow-recover",
         "--kafka-brokers",
@@ -308,7 +309,7 @@ async fn a_late_purchase_reopens_an_abandoned_cart_and_the_subscriber_hears_of_i
         "--outcomes-topic",
         &topic,
         "--group",
-        &format!("test-recover-{}", env.id),
+        &group,
         "--min-value",
         "100",
         "--webhook-url",
@@ -382,6 +383,9 @@ async fn a_late_purchase_reopens_an_abandoned_cart_and_the_subscriber_hears_of_i
     stop.cancel();
     relay.await.expect("relay task").expect("relay");
     recover.await.expect("recover task").expect("recover");
+    // A clean stop commits what was handled: a restart would send nothing again.
+    let left = left_for_group(&env.kafka(), &topic, &group).await;
+    assert!(left.is_empty(), "{} outcomes left uncommitted", left.len());
     env.cleanup().await;
 }
 
