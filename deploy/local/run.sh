@@ -38,9 +38,12 @@ done
 GATEWAY_ADDR="${CARTFLOW_GATEWAY_ADDR:-127.0.0.1:8080}"
 PROMETHEUS_ADDR="${CARTFLOW_PROMETHEUS_ADDR:-127.0.0.1:9090}"
 PROFILE="${CARTFLOW_BUILD_PROFILE:-release}"
+# The services only: the bench runner (and the test crate it links) is built by its own
+# `cargo run --release -p cartflow-bench`.
+SERVICES=(-p cartflow-consumer -p cartflow-projector -p cartflow-producer -p cartflow-gateway -p cartflow-recover)
 case "$PROFILE" in
-  release) BIN="$ROOT/target/release"; BUILD=(cargo build --release --workspace --exclude cartflow-tests --bins) ;;
-  dev) BIN="$ROOT/target/debug"; BUILD=(cargo build --workspace --exclude cartflow-tests --bins) ;;
+  release) BIN="$ROOT/target/release"; BUILD=(cargo build --release "${SERVICES[@]}" --bins) ;;
+  dev) BIN="$ROOT/target/debug"; BUILD=(cargo build "${SERVICES[@]}" --bins) ;;
   *) die "CARTFLOW_BUILD_PROFILE must be release or dev, not $PROFILE" ;;
 esac
 
