@@ -242,11 +242,21 @@ ensure_registry() {
 }
 stop_registry() { if [ -n "${REGISTRY_STARTED:-}" ]; then stop_pidfile "$REGISTRY_STARTED"; fi; }
 
+# True while process PID runs. One that has exited but that its parent has not reaped yet (a
+# zombie, which kill -0 still finds) does not: a detached service's parent is init, and some
+# inits reap every few seconds, which made stop.sh wait 2 s for each stopped service.
+running() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+  [ "$state" != Z ]
+}
+
 # True when RUN_DIR/NAME.pid names a live process (a missing or empty pid file is not one).
 pid_alive() {
   local pid
   pid=$(cat "$RUN_DIR/$1.pid" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+  [[ $pid =~ ^[0-9]+$ ]] && running "$pid"
 }
 
 # Stops the process in RUN_DIR/NAME.pid: SIGTERM, then SIGKILL after 15 s.
@@ -254,10 +264,10 @@ stop_pidfile() {
   local name=$1 file="$RUN_DIR/$1.pid" pid i
   [ -f "$file" ] || return 0
   pid=$(cat "$file")
-  if kill -0 "$pid" 2>/dev/null; then
+  if running "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
+    for ((i = 0; i < 150; i++)); do running "$pid" || break; sleep 0.1; done
+    if running "$pid"; then
       say "$name did not stop within 15 s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     else
