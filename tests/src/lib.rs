@@ -205,12 +205,55 @@ impl TestEnv {
         .await;
     }
 
-    /// Drops the test database. Call it at the end of a passing test; a failing test keeps
-    /// its database for a post-mortem.
+    /// Drops the test database and deletes the environment's topics. Call it at the end of a
+    /// passing test; a failing test keeps both for a post-mortem.
     pub async fn cleanup(self) {
         db::drop_database(&parse_url(&self.database_url))
             .await
             .expect("drop the test database");
+        self.delete_topics().await;
+    }
+
+    /// Deletes every topic named with this environment's prefix (the services' and any a test
+    /// made). deploy/local/test.sh reuses a running broker, which gathered the topics of every
+    /// run (1,100 partition folders, 1.1 GB) and recovered them one by one at its next start.
+    async fn delete_topics(&self) {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        use rdkafka::client::DefaultClientContext;
+        use rdkafka::types::RDKafkaErrorCode;
+
+        let admin: AdminClient<DefaultClientContext> =
+            cartflow_common::kafka::client_config(&self.kafka(), "test-cleanup")
+                .create()
+                .expect("admin client");
+        let prefix = format!("t{}-", self.id);
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .expect("topic list");
+        let names: Vec<&str> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin
+            .delete_topics(&names, &options)
+            .await
+            .expect("delete the test topics")
+        {
+            if let Err((name, code)) = result {
+                assert_eq!(
+                    code,
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                    "delete topic {name}"
+                );
+            }
+        }
     }
 }
 
