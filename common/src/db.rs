@@ -170,6 +170,17 @@ pub async fn migrate(url: &DatabaseUrl) -> Result<Migrated, Error> {
     Ok(Migrated { applied, version })
 }
 
+/// What a service does with the schema at start: create the database and apply the
+/// migrations, or, told to skip them, only [`check_migrated`].
+pub async fn prepare_schema(url: &DatabaseUrl, skip_migrations: bool) -> Result<(), Error> {
+    if skip_migrations {
+        return check_migrated(url).await;
+    }
+    ensure_database(url).await?;
+    migrate(url).await?;
+    Ok(())
+}
+
 /// The newest migration this build embeds.
 pub fn newest_migration() -> i32 {
     embedded::migrations::runner()

@@ -100,12 +100,7 @@ async fn consume(
 /// dead-letter topic: where batches will go.
 async fn prepare(config: &Config, metrics: &Metrics) -> Result<Sink, Error> {
     let url = &config.database.database_url;
-    if config.skip_migrations {
-        db::check_migrated(url).await?;
-    } else {
-        db::ensure_database(url).await?;
-        db::migrate(url).await?;
-    }
+    db::prepare_schema(url, config.skip_migrations).await?;
     let pool = db::pool(url, config.pool).await?;
     kafka::check_reachable(&config.kafka, Duration::from_secs(10)).await?;
     let dlq_topic = config.topics.dlq_topic.clone();

@@ -35,12 +35,7 @@ pub async fn run(
     let ops = OpsServer::start(ops_listener, &shutdown);
     let metrics = Metrics::new(&ops.registry);
     let url = &config.database.database_url;
-    if config.skip_migrations {
-        db::check_migrated(url).await?;
-    } else {
-        db::ensure_database(url).await?;
-        db::migrate(url).await?;
-    }
+    db::prepare_schema(url, config.skip_migrations).await?;
     ops.health.set_ready(true);
     leader::serve(
         || lead(&config, &metrics, &shutdown),

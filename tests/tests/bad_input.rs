@@ -214,10 +214,7 @@ async fn a_database_behind_the_build_is_refused_with_what_to_run() {
         )
         .await
         .expect("forget the newest migration");
-    let refused = cartflow_common::db::check_migrated(&url)
-        .await
-        .expect_err("a migration is missing")
-        .to_string();
+    let refused = refusal(&url).await;
     for part in [
         format!("up to V{}", newest - 1),
         format!("needs up to V{newest}"),
@@ -244,11 +241,16 @@ async fn a_database_behind_the_build_is_refused_with_what_to_run() {
         .batch_execute("DROP TABLE refinery_schema_history")
         .await
         .expect("drop the history");
-    let refused = cartflow_common::db::check_migrated(&url)
-        .await
-        .expect_err("no migrations")
-        .to_string();
+    let refused = refusal(&url).await;
     assert!(refused.contains("it has none"), "{refused}");
     drop(client);
     db.cleanup().await;
+}
+
+/// What [`cartflow_common::db::check_migrated`] says of a database that lacks migrations.
+async fn refusal(url: &cartflow_common::DatabaseUrl) -> String {
+    cartflow_common::db::check_migrated(url)
+        .await
+        .expect_err("a migration is missing")
+        .to_string()
 }
