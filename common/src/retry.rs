@@ -21,12 +21,34 @@ pub enum Class {
     Permanent,
 }
 
-/// Classifies a PostgreSQL error by its SQLSTATE class. An error without one (the connection
-/// closed, an I/O error) is transient: the server went away and may come back.
+/// Classifies a PostgreSQL error by its SQLSTATE class. An error without one is transient
+/// (the connection closed, an I/O error: the server went away and may come back) unless the
+/// driver itself refused what it was given or got ([`classify_driver`]).
 pub fn classify_db(e: &tokio_postgres::Error) -> Class {
     match e.code() {
-        None => Class::Transient,
+        None => classify_driver(&e.to_string()),
         Some(code) => classify_sqlstate(code.code()),
+    }
+}
+
+/// The rule for a driver error without a SQLSTATE, on its message (tokio-postgres keeps its
+/// error kinds private; these are the texts of 0.7): a value that does not convert, a column
+/// that is not there, a single-row read that found none or several. Those come from the
+/// statement and the data, which a reconnect does not change: a projector whose checkpoint
+/// row had been deleted retried "query returned an unexpected number of rows" for ever.
+pub fn classify_driver(message: &str) -> Class {
+    const REFUSALS: [&str; 6] = [
+        "error serializing parameter",
+        "error deserializing column",
+        "invalid column",
+        "query returned an unexpected number of",
+        "parameters but got",
+        "invalid connection string",
+    ];
+    if REFUSALS.iter().any(|r| message.contains(r)) {
+        Class::Permanent
+    } else {
+        Class::Transient
     }
 }
 
@@ -276,5 +298,29 @@ mod tests {
         assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
         stop.cancel();
         assert!(!b.wait(&stop).await, "a cancelled wait returns false");
+    }
+
+    #[test]
+    fn driver_refusals_are_permanent_and_lost_connections_transient() {
+        for message in [
+            "query returned an unexpected number of rows",
+            "query returned an unexpected number of columns",
+            "error deserializing column 2: cannot convert between the Rust type `i32` and the Postgres type `text`",
+            "error serializing parameter 0: value too large",
+            "invalid column `nope`",
+            "expected 2 parameters but got 1",
+            "invalid connection string: unexpected EOF",
+        ] {
+            assert_eq!(classify_driver(message), Class::Permanent, "{message}");
+        }
+        for message in [
+            "connection closed",
+            "error communicating with the server: Connection reset by peer (os error 104)",
+            "error connecting to server: Connection refused (os error 111)",
+            "timeout waiting for server",
+            "unexpected message from server",
+        ] {
+            assert_eq!(classify_driver(message), Class::Transient, "{message}");
+        }
     }
 }

@@ -54,7 +54,7 @@ impl Checkpoint {
         schema: &str,
     ) -> Result<Checkpoint, Error> {
         let row = client
-            .query_one(
+            .query_opt(
                 &format!(
                     "SELECT next_tx, watermark, outcomes, minute_floor, \
                          (extract(epoch FROM minute_retention) * 1000000)::int8, \
@@ -63,7 +63,10 @@ impl Checkpoint {
                 ),
                 &[],
             )
-            .await?;
+            .await?
+            .ok_or_else(|| Error::NoCheckpoint {
+                schema: schema.to_owned(),
+            })?;
         Ok(Checkpoint {
             next_tx: row.get(0),
             watermark: row.get(1),

@@ -17,6 +17,12 @@ pub enum Error {
          start the projector without --skip-migrations)"
     )]
     NotMigrated,
+    #[error(
+        "{schema}.checkpoint has no row (emptied by hand?), so the projector cannot tell which \
+         events its analytics hold; run `cartflow-projector rebuild`, which recomputes them from \
+         the log and writes a fresh checkpoint"
+    )]
+    NoCheckpoint { schema: String },
     #[error("The PostgreSQL connection closed; restart the service (a standby takes over)")]
     ConnectionLost,
     #[error("A cart outcome could not be encoded: {0}")]

@@ -221,7 +221,8 @@ async fn build_and_swap(
 }
 
 /// An empty `analytics_rebuild` with every table of `analytics` (columns, defaults,
-/// constraints, indexes) and a fresh checkpoint that keeps the live abandonment setting.
+/// constraints, indexes) and a fresh checkpoint that keeps the live abandonment setting (the
+/// defaults when the live checkpoint row is gone: the rebuild is how that is repaired).
 /// Returns the tables' names, quoted.
 async fn create_tables(client: &Client) -> Result<Vec<String>, Error> {
     let tables = tables_of(client, LIVE_SCHEMA).await?;
@@ -239,7 +240,8 @@ async fn create_tables(client: &Client) -> Result<Vec<String>, Error> {
     }
     ddl.push_str(&format!(
         "INSERT INTO {REBUILD_SCHEMA}.checkpoint (abandon_after, minute_retention, outcomes) \
-         SELECT abandon_after, minute_retention, outcomes FROM {LIVE_SCHEMA}.checkpoint;"
+         SELECT abandon_after, minute_retention, outcomes FROM {LIVE_SCHEMA}.checkpoint;
+         INSERT INTO {REBUILD_SCHEMA}.checkpoint DEFAULT VALUES ON CONFLICT DO NOTHING;"
     ));
     client.batch_execute(&ddl).await?;
     Ok(tables)

@@ -91,7 +91,7 @@ async fn project(
     // the abandonment clock is another. Comparing them at every start took seconds on a
     // large database for nothing.
     let last = client
-        .query_one(
+        .query_opt(
             &format!(
                 "SELECT outcomes, abandon_after = $1::text::interval FROM {LIVE_SCHEMA}.checkpoint"
             ),
@@ -101,6 +101,9 @@ async fn project(
         .map_err(|e| match e.code() {
             Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => Error::NotMigrated,
             _ => e.into(),
+        })?
+        .ok_or_else(|| Error::NoCheckpoint {
+            schema: LIVE_SCHEMA.to_owned(),
         })?;
     let (had_outcomes, same_clock): (bool, bool) = (last.get(0), last.get(1));
     client

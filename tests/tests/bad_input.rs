@@ -224,11 +224,11 @@ async fn a_database_behind_the_build_is_refused_with_what_to_run() {
     }
 
     // The projector's binary exits with that message rather than starting.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tested-projector"))
-        .args(["--database-url", &db.url, "--skip-migrations"])
-        .args(["--metrics-addr", "127.0.0.1:0"])
-        .output()
-        .expect("run the projector");
+    let out = projector(
+        &db.url,
+        &["--skip-migrations", "--metrics-addr", "127.0.0.1:0"],
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "it must not start: {stderr}");
     assert!(
@@ -245,6 +245,96 @@ async fn a_database_behind_the_build_is_refused_with_what_to_run() {
     assert!(refused.contains("it has none"), "{refused}");
     drop(client);
     db.cleanup().await;
+}
+
+/// The driver's own refusals (no SQLSTATE) are permanent, as the retry rule reads their text;
+/// a lost connection stays transient. Real errors of the pinned tokio-postgres, so a release
+/// that rewords them fails here rather than turning a refusal into an endless retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_refusals_are_permanent_and_a_lost_connection_transient() {
+    use cartflow_common::retry::{Class, classify_db};
+
+    let db = cartflow_tests::TestDb::new().await;
+    let client = db.client().await;
+    let none = client
+        .query_one("SELECT 1 WHERE false", &[])
+        .await
+        .expect_err("no row");
+    let row = client
+        .query_one("SELECT 'text'::text AS t", &[])
+        .await
+        .expect("one row");
+    let wrong_type = row.try_get::<_, i32>(0).expect_err("text is not an i32");
+    let no_column = row
+        .try_get::<_, String>("nope")
+        .expect_err("no such column");
+    for e in [&none, &wrong_type, &no_column] {
+        assert_eq!(classify_db(e), Class::Permanent, "{e}");
+    }
+
+    let (lost, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    drop(connection);
+    let closed = lost
+        .query_one("SELECT 1", &[])
+        .await
+        .expect_err("the connection is gone");
+    assert_eq!(classify_db(&closed), Class::Transient, "{closed}");
+    drop(client);
+    db.cleanup().await;
+}
+
+/// An emptied checkpoint (by hand: nothing in cartflow deletes it) stops the projector at
+/// start with what to run, and that command, the rebuild, repairs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_checkpoint_is_refused_and_the_rebuild_repairs_it() {
+    let db = cartflow_tests::TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute("DELETE FROM analytics.checkpoint")
+        .await
+        .expect("empty the checkpoint");
+    let out = projector(
+        &db.url,
+        &["--skip-migrations", "--metrics-addr", "127.0.0.1:0"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it must not start: {stderr}");
+    for part in [
+        "analytics.checkpoint has no row",
+        "cartflow-projector rebuild",
+    ] {
+        assert!(stderr.contains(part), "{part:?} in {stderr}");
+    }
+
+    let out = projector(&db.url, &["rebuild"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the rebuild repairs it: {stderr}");
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM analytics.checkpoint", &[])
+        .await
+        .expect("count the checkpoint rows")
+        .get(0);
+    assert_eq!(rows, 1, "the rebuild wrote a fresh checkpoint");
+    drop(client);
+    db.cleanup().await;
+}
+
+/// The projector's binary run to its exit on `url`. A deadline makes a projector that does not
+/// refuse (before the emptied-checkpoint refusal it retried "query returned an unexpected
+/// number of rows" for ever) a failure here rather than a hung test.
+async fn projector(url: &str, args: &[&str]) -> std::process::Output {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tested-projector"))
+        .args(args)
+        .args(["--database-url", url])
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("the projector ({args:?}) was still running after 60 s"))
+        .expect("run the projector")
 }
 
 /// What [`cartflow_common::db::check_migrated`] says of a database that lacks migrations.
