@@ -277,3 +277,135 @@ pub(crate) async fn write_floor(
         (0.0, 0.0),
     ))
 }
+
+/// The log read out of PostgreSQL as the rebuild's bulk pass reads it (its columns, the heap
+/// cut into as many block ranges as it has readers, each read by a connection of its own at
+/// once), as binary `COPY` whose rows are counted and dropped: no rebuild that sums the events
+/// outside the server reads for less, and it must still write the carts after the last event.
+pub(crate) async fn read_floor(
+    base_url: &str,
+    prefix: &str,
+    events: u64,
+) -> anyhow::Result<StageResult> {
+    let readers = u64::from(rebuild_readers()?);
+    let client = connect(base_url, prefix).await?;
+    let blocks: i64 = client
+        .query_one(
+            "SELECT pg_relation_size('events') / current_setting('block_size')::int8",
+            &[],
+        )
+        .await?
+        .get(0);
+    let blocks = u64::try_from(blocks)?;
+    let mut parts = Vec::new();
+    for i in 0..readers {
+        // The rebuild's cut (rebuild/bulk.rs): the last part runs to the table's end.
+        let end = (i + 1 < readers).then(|| blocks * (i + 1) / readers);
+        let sql = format!(
+            "COPY ({} WHERE {}) TO STDOUT (FORMAT binary)",
+            cartflow_projector::log::COLUMNS,
+            cartflow_projector::log::block_range(blocks * i / readers, end)
+        );
+        parts.push((connect(base_url, prefix).await?, sql));
+    }
+    let started = Instant::now();
+    let reads = parts.into_iter().map(|(client, sql)| {
+        tokio::spawn(async move {
+            let stream = client.copy_out(sql.as_str()).await?;
+            futures::pin_mut!(stream);
+            let mut rows = BinaryRows::default();
+            while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                rows.feed(&chunk?)?;
+            }
+            anyhow::Ok(rows.count)
+        })
+    });
+    let mut read = 0;
+    for part in futures::future::try_join_all(reads).await? {
+        read += part?;
+    }
+    let elapsed = started.elapsed();
+    anyhow::ensure!(read == events, "read {read} rows, expected {events}");
+    Ok(StageResult::measured(
+        "the log read out of PostgreSQL as the rebuild reads it (rows dropped)",
+        events,
+        elapsed,
+        (0.0, 0.0),
+    ))
+}
+
+/// Counts the rows of a binary `COPY` stream fed in arbitrary chunks: a 19-byte header
+/// (signature, flags, extension length 0), then per row a field count and each field's
+/// length and bytes, and a field count of -1 at the end.
+#[derive(Default)]
+struct BinaryRows {
+    pending: Vec<u8>,
+    header_read: bool,
+    count: u64,
+}
+
+impl BinaryRows {
+    const HEADER: usize = 19;
+
+    fn feed(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
+        self.pending.extend_from_slice(chunk);
+        let buf = &self.pending;
+        let mut at = 0;
+        if !self.header_read {
+            if buf.len() < Self::HEADER {
+                return Ok(());
+            }
+            anyhow::ensure!(buf.starts_with(b"PGCOPY\n\xff\r\n\0"), "not a binary COPY");
+            at = Self::HEADER;
+            self.header_read = true;
+        }
+        // Whole rows only; a row cut by the chunk's end waits for the next chunk.
+        'rows: while buf.len() >= at + 2 {
+            let fields = i16::from_be_bytes([buf[at], buf[at + 1]]);
+            if fields < 0 {
+                at = buf.len();
+                break;
+            }
+            let mut end = at + 2;
+            for _ in 0..fields {
+                let Some(len) = buf.get(end..end + 4) else {
+                    break 'rows;
+                };
+                let len = i32::from_be_bytes(len.try_into()?);
+                end += 4 + usize::try_from(len.max(0))?;
+                if end > buf.len() {
+                    break 'rows;
+                }
+            }
+            self.count += 1;
+            at = end;
+        }
+        self.pending.drain(..at);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BinaryRows;
+
+    #[test]
+    fn binary_copy_rows_are_counted_across_any_chunking() {
+        let mut stream = b"PGCOPY\n\xff\r\n\0".to_vec();
+        stream.extend([0, 0, 0, 0, 0, 0, 0, 0]);
+        for value in [&b"ab"[..], b"", b"xyz"] {
+            stream.extend(2i16.to_be_bytes());
+            stream.extend(i32::try_from(value.len()).unwrap().to_be_bytes());
+            stream.extend(value);
+            stream.extend((-1i32).to_be_bytes()); // NULL
+        }
+        stream.extend((-1i16).to_be_bytes());
+        for size in 1..stream.len() {
+            let mut rows = BinaryRows::default();
+            for chunk in stream.chunks(size) {
+                rows.feed(chunk).unwrap();
+            }
+            assert_eq!(rows.count, 3, "chunks of {size} bytes");
+        }
+    }
+}

@@ -76,8 +76,9 @@ pub async fn end_time(
     Ok(row.get(0))
 }
 
-/// The columns every read of the log takes, in the order [`stream_into`] decodes them.
-const COLUMNS: &str = "SELECT customer_id, product_id, product_price, action, \"timestamp\", \
+/// The columns every read of the log takes, in the order its reader decodes them (public
+/// for the bench's read floor, which reads what a rebuild reads).
+pub const COLUMNS: &str = "SELECT customer_id, product_id, product_price, action, \"timestamp\", \
      session_id, published_at FROM events";
 
 /// Adds every event with `from <= tx_id < to` to `delta`, streaming. Returns how many. With
@@ -105,13 +106,20 @@ pub async fn read_blocks_into(
     end: Option<u64>,
     delta: &mut Delta,
 ) -> Result<u64, Error> {
-    // A range of ctid is read by a TID Range Scan (PostgreSQL 14+): these blocks only.
+    let sql = format!(
+        "{COLUMNS} WHERE {} AND tx_id >= $1 AND tx_id < $2",
+        block_range(first, end)
+    );
+    stream_into(client, &sql, 0, horizon, delta, None).await
+}
+
+/// The condition for the rows in heap blocks `first` up to `end` (to the table's end
+/// without one), which PostgreSQL 14+ reads by a TID Range Scan: these blocks only.
+pub fn block_range(first: u64, end: Option<u64>) -> String {
     let until = end
         .map(|e| format!(" AND ctid < '({e},0)'::tid"))
         .unwrap_or_default();
-    let sql =
-        format!("{COLUMNS} WHERE ctid >= '({first},0)'::tid{until} AND tx_id >= $1 AND tx_id < $2");
-    stream_into(client, &sql, 0, horizon, delta, None).await
+    format!("ctid >= '({first},0)'::tid{until}")
 }
 
 async fn stream_into(
