@@ -60,9 +60,11 @@ pub struct Config {
     /// Analytics updates and feed messages go out at once when the last went out at least a
     /// tick ago, else coalesced until it did: at most one per tick, in milliseconds. A large
     /// audience spaces them further: four times what the last broadcast took the writers.
-    /// At 1,000 events/s on two cores, 5 took the feed's p99 from 44 to 32 ms (twice the
-    /// messages) and left the analytics' latency as it was (docs/benchmarks.md).
-    #[arg(long, env = "CARTFLOW_TICK_MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    /// On two cores, 2 against 10 took the feed's p99 from 21.6 to 11.3 ms at 20 events/s
+    /// and from 22.6 to 16.1 ms at 1,000 (a coalesced event waits up to a tick) and left the
+    /// analytics' latency as it was; the analytics' reads are spaced by their own cost
+    /// (docs/benchmarks.md).
+    #[arg(long, env = "CARTFLOW_TICK_MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub tick_ms: u64,
     /// While the projector commits, a read of the analytics starts at least this many times the
     /// last read's duration after that one began: 1 reads again as soon as a read ends (the

@@ -8,7 +8,7 @@
 //!
 //! Sequences start at the gateway's start time in milliseconds since the epoch, so a sequence
 //! from an earlier gateway process is always older than this one's history (at most one delta
-//! per tick of 10 ms or more cannot catch up with the clock).
+//! per tick of 1 ms or more cannot catch up with the clock).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

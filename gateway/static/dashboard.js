@@ -369,6 +369,14 @@ function scheduleRender() {
   timer = requestAnimationFrame(() => { timer = null; render(); });
 }
 
+// The feed may bring hundreds of messages a second (one per 2 ms tick at load): the table is
+// drawn once per frame from what arrived, not once per message.
+let feedTimer = null;
+function scheduleFeed() {
+  if (feedTimer) return;
+  feedTimer = requestAnimationFrame(() => { feedTimer = null; renderFeed(); });
+}
+
 function connect(attempt) {
   const params = new URLSearchParams(location.search);
   const token = params.get("token");
@@ -400,7 +408,7 @@ function connect(attempt) {
     } else if (msg.type === "feed") {
       state.feedCount += msg.count;
       state.feed = msg.events.slice().reverse().concat(state.feed).slice(0, 40);
-      renderFeed();
+      scheduleFeed();
     }
   };
   ws.onclose = (e) => {

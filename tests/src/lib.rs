@@ -118,6 +118,21 @@ impl TestEnv {
         }
     }
 
+    /// Creates this environment's cart-events topic, six partitions as the producer makes it,
+    /// for a test that reads it before anything has been published.
+    pub async fn create_cart_events_topic(&self) {
+        cartflow_common::kafka::ensure_topics(
+            &self.kafka(),
+            &[cartflow_common::kafka::TopicSpec {
+                name: self.topics.cart_events_topic.clone(),
+                partitions: 6,
+                compacted: false,
+            }],
+        )
+        .await
+        .expect("create the cart-events topic");
+    }
+
     /// The flags every service shares, for `Config::parse_from`.
     pub fn kafka_flags(&self) -> Vec<String> {
         vec![

@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium (Debian's `chromium`, driven over the DevTools
 //! protocol): it connects, shows the analytics, the numbers on its tiles equal
-//! `/api/snapshot`, it updates live without a reload, and it fits a phone's width.
+//! `/api/snapshot`, it updates live without a reload, it fits a phone's width, and its live
+//! events table shows what a producer publishes through the real broker.
 //! Screenshots go to `target/dashboard-1280.png` and `target/dashboard-phone.png`.
 
 use std::io::{BufRead, BufReader};
@@ -597,4 +598,100 @@ async fn a_picked_range_narrows_the_tiles_and_the_timeline_and_lives_in_the_url(
     assert_tiles_show(&page.tiles().await, &shared["kpis"], "/api/range?from=&to=");
     shutdown.cancel();
     db.cleanup().await;
+}
+
+/// The live feed through the real broker to the page: events a producer publishes appear in
+/// the "Live events" table (drawn once per frame, however many messages come), at most 40
+/// rows, each a real event, and the rate beside it counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_feed_shows_published_events() {
+    use cartflow_tests::{FAKESTORE_PRODUCTS, TestEnv, any_port, serve_catalogue};
+
+    let env = TestEnv::new().await;
+    env.create_cart_events_topic().await;
+    let shutdown = CancellationToken::new();
+    // The default tick: what a user runs.
+    let gateway =
+        cartflow_tests::spawn_gateway(&env.database_url, &env.kafka_flags(), &shutdown).await;
+    let (_browser, port) = chromium(&format!("http://{}/", gateway.addr));
+    let mut page = Page::open(port).await;
+    page.wait_for(
+        "the live state",
+        "document.getElementById('state').dataset.state === 'live'",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // The feed starts at the end of each partition once it is assigned: publish until the
+    // page shows events.
+    let catalogue = serve_catalogue(200, FAKESTORE_PRODUCTS).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = "document.querySelectorAll('#feed-table tbody tr').length";
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed a live event"
+        );
+        cartflow_producer::run(
+            env.backfill_config(&catalogue, 20, 300),
+            any_port().await,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("publish");
+        let shown = tokio::time::timeout(
+            Duration::from_secs(5),
+            page.wait_for("feed rows", &format!("{rows} > 0"), Duration::from_secs(5)),
+        )
+        .await;
+        if shown.is_ok() {
+            break;
+        }
+    }
+    // Rows are drawn on the next frame after the last message: wait until the page holds
+    // still, then read what it shows.
+    page.wait_for(
+        "the feed drawn",
+        &format!("{rows} === Math.min(40, state.feed.length)"),
+        Duration::from_secs(10),
+    )
+    .await;
+    let shown: Value = serde_json::from_str(
+        page.eval(
+            "JSON.stringify([...document.querySelectorAll('#feed-table tbody tr')]\
+             .map(r => [...r.cells].map(c => c.textContent)))",
+        )
+        .await
+        .as_str()
+        .expect("rows"),
+    )
+    .expect("JSON");
+    let shown = shown.as_array().expect("rows");
+    assert!(!shown.is_empty() && shown.len() <= 40, "{shown:?}");
+    for row in shown {
+        let cells: Vec<&str> = row
+            .as_array()
+            .expect("cells")
+            .iter()
+            .map(|c| c.as_str().expect("text"))
+            .collect();
+        assert_eq!(cells.len(), 5, "{cells:?}");
+        assert!(
+            ["add to cart", "remove from cart", "purchase cart"].contains(&cells[1]),
+            "an action: {cells:?}"
+        );
+        assert!(cells[4].parse::<i64>().is_ok(), "a customer id: {cells:?}");
+    }
+    let counted = page.eval("state.feedCount").await.as_u64().expect("count");
+    assert!(counted >= shown.len() as u64, "counted {counted}");
+    let rate = page
+        .eval("document.getElementById('feed-rate').textContent")
+        .await;
+    assert!(
+        rate.as_str()
+            .is_some_and(|r| r.ends_with(" events/s") && !r.starts_with("0.0")),
+        "the rate beside the feed: {rate}"
+    );
+    shutdown.cancel();
+    env.cleanup().await;
 }

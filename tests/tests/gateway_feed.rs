@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use cartflow_common::kafka::{self, TopicSpec};
 use cartflow_tests::{FAKESTORE_PRODUCTS, TestEnv, any_port, serve_catalogue};
 use futures::StreamExt;
 use serde_json::Value;
@@ -26,16 +25,7 @@ async fn events_framed_through_a_schema_registry_reach_the_feed() {
 
 async fn feed_reaches_clients(registry: Option<String>, tick_ms: &str) {
     let env = TestEnv::new().await;
-    kafka::ensure_topics(
-        &env.kafka(),
-        &[TopicSpec {
-            name: env.topics.cart_events_topic.clone(),
-            partitions: 6,
-            compacted: false,
-        }],
-    )
-    .await
-    .expect("create the topic");
+    env.create_cart_events_topic().await;
     let mut args = cartflow_tests::flags(&["--tick-ms", tick_ms]);
     args.extend(env.kafka_flags());
     if let Some(url) = &registry {
