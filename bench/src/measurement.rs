@@ -38,6 +38,9 @@ pub(crate) enum Measurement {
     /// The log read out of PostgreSQL as the rebuild's readers read it, and dropped: the least
     /// a rebuild that sums outside the server reads.
     ProjectorReadFloor,
+    /// The baseline's GROUP BY with its result kept in a table with its key: the least any
+    /// rebuild keeps.
+    ProjectorKeptFloor,
     /// The pipeline at `--events` events/s for `--size` seconds (one result per stage).
     E2e,
     E2eFloor,
@@ -186,6 +189,7 @@ async fn run(a: &Args) -> anyhow::Result<Option<StageResult>> {
         M::ProjectorRebuild => projector::rebuild(url, p, n).await?,
         M::ProjectorWriteFloor => projector::write_floor(url, p, n).await?,
         M::ProjectorReadFloor => projector::read_floor(url, p, n).await?,
+        M::ProjectorKeptFloor => projector::kept_floor(url, p, n).await?,
         M::E2eFloor => e2e::floor(b, url, n).await?,
         M::E2e | M::RangeCartflow | M::RangeBaseline => {
             anyhow::bail!("{:?} gives several results: run_in_child runs it", a.what)

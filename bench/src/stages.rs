@@ -232,6 +232,7 @@ fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
     let rebuild = args.with(M::ProjectorRebuild).measure()?;
     let write_floor = args.with(M::ProjectorWriteFloor).measure()?;
     let read_floor = args.with(M::ProjectorReadFloor).measure()?;
+    let kept_floor = args.with(M::ProjectorKeptFloor).measure()?;
     // After the rebuild, which it would otherwise slow by its final comparison of every cart
     // with the declared outcomes; its baseline is the incremental run without outcomes.
     let outcomes = args.with(M::ProjectorOutcomes).measure()?;
@@ -241,6 +242,7 @@ fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
         report::compare("projector rebuild", &rebuild, &base),
         report::compare("projector rebuild floor", &write_floor, &base),
         report::compare("projector rebuild read floor", &read_floor, &base),
+        report::compare("projector rebuild kept floor", &kept_floor, &base),
         report::compare("projector + outcomes", &outcomes, &incremental),
     ])
 }
