@@ -254,24 +254,9 @@ pub(crate) async fn write_floor(
     prefix: &str,
     events: u64,
 ) -> anyhow::Result<StageResult> {
+    let carts = cartflow_tests::analytics::carts_sql();
     let client = connect(base_url, prefix).await?;
-    client
-        .batch_execute("DROP TABLE IF EXISTS bench_carts_floor")
-        .await?;
-    let started = Instant::now();
-    client
-        .batch_execute(&format!(
-            "CREATE UNLOGGED TABLE bench_carts_floor AS {}",
-            cartflow_tests::analytics::carts_sql()
-        ))
-        .await?;
-    let elapsed = started.elapsed();
-    let summed: i64 = client
-        .query_one("SELECT sum(events)::int8 FROM bench_carts_floor", &[])
-        .await?
-        .get(0);
-    client.batch_execute("DROP TABLE bench_carts_floor").await?;
-    anyhow::ensure!(summed as u64 == events, "counted the wrong events");
+    let elapsed = unlogged_table(&client, &carts, None, "events", events).await?;
     Ok(StageResult::measured(
         "plain SQL carts table written (unlogged, no index)",
         events,
@@ -290,29 +275,44 @@ pub(crate) async fn kept_floor(
     events: u64,
 ) -> anyhow::Result<StageResult> {
     let client = connect(base_url, prefix).await?;
-    client
-        .batch_execute("DROP TABLE IF EXISTS bench_kept_floor")
-        .await?;
-    let started = Instant::now();
-    client
-        .batch_execute(&format!(
-            "CREATE UNLOGGED TABLE bench_kept_floor AS {BASELINE_CARTS};
-             ALTER TABLE bench_kept_floor ADD PRIMARY KEY (cart);"
-        ))
-        .await?;
-    let elapsed = started.elapsed();
-    let summed: i64 = client
-        .query_one("SELECT sum(n)::int8 FROM bench_kept_floor", &[])
-        .await?
-        .get(0);
-    client.batch_execute("DROP TABLE bench_kept_floor").await?;
-    anyhow::ensure!(summed as u64 == events, "counted the wrong events");
+    let elapsed = unlogged_table(&client, BASELINE_CARTS, Some("cart"), "n", events).await?;
     Ok(StageResult::measured(
         "the GROUP BY's result kept (unlogged, its key)",
         events,
         elapsed,
         (0.0, 0.0),
     ))
+}
+
+/// How long `CREATE UNLOGGED TABLE AS query` (then its primary key on `key`, with one) takes;
+/// checks that `count` of the table sums to `events` and drops it.
+async fn unlogged_table(
+    client: &tokio_postgres::Client,
+    query: &str,
+    key: Option<&str>,
+    count: &str,
+    events: u64,
+) -> anyhow::Result<std::time::Duration> {
+    client
+        .batch_execute("DROP TABLE IF EXISTS bench_floor")
+        .await?;
+    let key = key
+        .map(|k| format!("ALTER TABLE bench_floor ADD PRIMARY KEY ({k});"))
+        .unwrap_or_default();
+    let started = Instant::now();
+    client
+        .batch_execute(&format!(
+            "CREATE UNLOGGED TABLE bench_floor AS {query}; {key}"
+        ))
+        .await?;
+    let elapsed = started.elapsed();
+    let summed: i64 = client
+        .query_one(&format!("SELECT sum({count})::int8 FROM bench_floor"), &[])
+        .await?
+        .get(0);
+    client.batch_execute("DROP TABLE bench_floor").await?;
+    anyhow::ensure!(summed as u64 == events, "counted the wrong events");
+    Ok(elapsed)
 }
 
 /// The log read out of PostgreSQL as the rebuild's bulk pass reads it (its columns, the heap
