@@ -8,6 +8,7 @@ use cartflow_common::db;
 use cartflow_producer::catalogue;
 use cartflow_projector::apply::{self, Generation};
 use cartflow_projector::config::{DEFAULT_REBUILD_READERS, MAX_REBUILD_READERS};
+use cartflow_projector::log::binary::BinaryRows;
 use cartflow_schemas::CartEvent;
 use futures::SinkExt;
 use prometheus::{Histogram, HistogramOpts};
@@ -350,11 +351,17 @@ pub(crate) async fn read_floor(
         tokio::spawn(async move {
             let stream = client.copy_out(sql.as_str()).await?;
             futures::pin_mut!(stream);
+            // The projector's own walker, each row's seven fields found and dropped.
             let mut rows = BinaryRows::default();
+            let mut count = 0u64;
             while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-                rows.feed(&chunk?)?;
+                rows.feed(&chunk?, |_: &[Option<&[u8]>; 7]| {
+                    count += 1;
+                    Ok(())
+                })?;
             }
-            anyhow::Ok(rows.count)
+            rows.finish()?;
+            anyhow::Ok(count)
         })
     });
     let mut read = 0;
@@ -369,80 +376,4 @@ pub(crate) async fn read_floor(
         elapsed,
         (0.0, 0.0),
     ))
-}
-
-/// Counts the rows of a binary `COPY` stream fed in arbitrary chunks: a 19-byte header
-/// (signature, flags, extension length 0), then per row a field count and each field's
-/// length and bytes, and a field count of -1 at the end.
-#[derive(Default)]
-struct BinaryRows {
-    pending: Vec<u8>,
-    header_read: bool,
-    count: u64,
-}
-
-impl BinaryRows {
-    const HEADER: usize = 19;
-
-    fn feed(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
-        self.pending.extend_from_slice(chunk);
-        let buf = &self.pending;
-        let mut at = 0;
-        if !self.header_read {
-            if buf.len() < Self::HEADER {
-                return Ok(());
-            }
-            anyhow::ensure!(buf.starts_with(b"PGCOPY\n\xff\r\n\0"), "not a binary COPY");
-            at = Self::HEADER;
-            self.header_read = true;
-        }
-        // Whole rows only; a row cut by the chunk's end waits for the next chunk.
-        'rows: while buf.len() >= at + 2 {
-            let fields = i16::from_be_bytes([buf[at], buf[at + 1]]);
-            if fields < 0 {
-                at = buf.len();
-                break;
-            }
-            let mut end = at + 2;
-            for _ in 0..fields {
-                let Some(len) = buf.get(end..end + 4) else {
-                    break 'rows;
-                };
-                let len = i32::from_be_bytes(len.try_into()?);
-                end += 4 + usize::try_from(len.max(0))?;
-                if end > buf.len() {
-                    break 'rows;
-                }
-            }
-            self.count += 1;
-            at = end;
-        }
-        self.pending.drain(..at);
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::BinaryRows;
-
-    #[test]
-    fn binary_copy_rows_are_counted_across_any_chunking() {
-        let mut stream = b"PGCOPY\n\xff\r\n\0".to_vec();
-        stream.extend([0, 0, 0, 0, 0, 0, 0, 0]);
-        for value in [&b"ab"[..], b"", b"xyz"] {
-            stream.extend(2i16.to_be_bytes());
-            stream.extend(i32::try_from(value.len()).unwrap().to_be_bytes());
-            stream.extend(value);
-            stream.extend((-1i32).to_be_bytes()); // NULL
-        }
-        stream.extend((-1i16).to_be_bytes());
-        for size in 1..stream.len() {
-            let mut rows = BinaryRows::default();
-            for chunk in stream.chunks(size) {
-                rows.feed(chunk).unwrap();
-            }
-            assert_eq!(rows.count, 3, "chunks of {size} bytes");
-        }
-    }
 }

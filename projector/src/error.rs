@@ -25,6 +25,8 @@ pub enum Error {
     NoCheckpoint { schema: String },
     #[error("The PostgreSQL connection closed; restart the service (a standby takes over)")]
     ConnectionLost,
+    #[error("The log's binary COPY stream is malformed: {0}")]
+    CopyFormat(String),
     #[error("A cart outcome could not be encoded: {0}")]
     Encode(String),
     #[error("Another relay is publishing the outbox of this database")]

@@ -102,7 +102,7 @@ async fn read_part(
     // The snapshot's name is PostgreSQL's own (hexadecimal digits and dashes).
     tx.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
         .await?;
-    let events = log::read_blocks_into(&Db::new(&tx), horizon, first, end, part).await?;
+    let events = log::read_blocks_into(&tx, horizon, first, end, part).await?;
     tx.commit().await?;
     Ok(events)
 }
