@@ -337,12 +337,12 @@ pub(crate) async fn read_floor(
     let blocks = u64::try_from(blocks)?;
     let mut parts = Vec::new();
     for i in 0..readers {
-        // The rebuild's cut (rebuild/bulk.rs): the last part runs to the table's end.
-        let end = (i + 1 < readers).then(|| blocks * (i + 1) / readers);
+        // The rebuild's own cut.
+        let (first, end) = cartflow_projector::log::block_part(blocks, readers, i);
         let sql = format!(
             "COPY ({} WHERE {}) TO STDOUT (FORMAT binary)",
             cartflow_projector::log::COLUMNS,
-            cartflow_projector::log::block_range(blocks * i / readers, end)
+            cartflow_projector::log::block_range(first, end)
         );
         parts.push((connect(base_url, prefix).await?, sql));
     }

@@ -154,6 +154,15 @@ fn copied_event<'a>(f: &[Option<&'a [u8]>; 7]) -> Result<LogEvent<'a>, Error> {
     })
 }
 
+/// Part `i` of `parts` of a heap of `blocks` blocks, as `(first, end)` for [`block_range`]:
+/// the last part runs to the table's end, where rows written since are appended.
+pub fn block_part(blocks: u64, parts: u64, i: u64) -> (u64, Option<u64>) {
+    (
+        blocks * i / parts,
+        (i + 1 < parts).then(|| blocks * (i + 1) / parts),
+    )
+}
+
 /// The condition for the rows in heap blocks `first` up to `end` (to the table's end
 /// without one), which PostgreSQL 14+ reads by a TID Range Scan: these blocks only.
 pub fn block_range(first: u64, end: Option<u64>) -> String {

@@ -224,13 +224,7 @@ async fn a_database_behind_the_build_is_refused_with_what_to_run() {
     }
 
     // The projector's binary exits with that message rather than starting.
-    let out = projector(
-        &db.url,
-        &["--skip-migrations", "--metrics-addr", "127.0.0.1:0"],
-    )
-    .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "it must not start: {stderr}");
+    let stderr = refused_start(&db.url).await;
     assert!(
         stderr.contains(&format!("needs up to V{newest}")),
         "{stderr}"
@@ -295,13 +289,7 @@ async fn an_emptied_checkpoint_is_refused_and_the_rebuild_repairs_it() {
         .batch_execute("DELETE FROM analytics.checkpoint")
         .await
         .expect("empty the checkpoint");
-    let out = projector(
-        &db.url,
-        &["--skip-migrations", "--metrics-addr", "127.0.0.1:0"],
-    )
-    .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "it must not start: {stderr}");
+    let stderr = refused_start(&db.url).await;
     for part in [
         "analytics.checkpoint has no row",
         "cartflow-projector rebuild",
@@ -335,6 +323,14 @@ async fn projector(url: &str, args: &[&str]) -> std::process::Output {
         .await
         .unwrap_or_else(|_| panic!("the projector ({args:?}) was still running after 60 s"))
         .expect("run the projector")
+}
+
+/// What the projector's binary printed when it refused to start on `url` (it must not start).
+async fn refused_start(url: &str) -> String {
+    let out = projector(url, &["--skip-migrations", "--metrics-addr", "127.0.0.1:0"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "it must not start: {stderr}");
+    stderr
 }
 
 /// What [`cartflow_common::db::check_migrated`] says of a database that lacks migrations.

@@ -46,8 +46,7 @@ pub(super) async fn read(
     let parts = readers.len() as u64;
     let mut tasks = JoinSet::new();
     for (i, reader) in (0u64..).zip(readers) {
-        let first = blocks * i / parts;
-        let end = (i + 1 < parts).then(|| blocks * (i + 1) / parts);
+        let (first, end) = log::block_part(blocks, parts, i);
         // The first part's map takes every cart in the end: the others are merged into it.
         let capacity = if i == 0 {
             carts
