@@ -389,16 +389,19 @@ impl Delta {
     /// carts) and turns the change of each cart's outcome into `cart_hours` and customer cart
     /// counts. Afterwards `carts` holds the carts' new full states, ready to be written.
     pub fn settle_carts(&mut self, mut stored: Map<String, Cart>) {
+        if stored.is_empty() {
+            // No key is hashed for nothing.
+            let carts = std::mem::take(&mut self.carts);
+            self.count_new_carts(&carts);
+            self.carts = carts;
+            return;
+        }
         // As for the event minutes: over a rebuild's whole log, the minutes the store would
         // drop outnumber the rest (841,876 of a 10-million-event log's, against 2,448 kept).
         let cutoff = self.minute_cutoff();
         let (hours, minutes) = (&mut self.cart_hours, &mut self.cart_minutes);
         for (key, cart) in &mut self.carts {
-            // A rebuild has no stored carts: no key is hashed for nothing.
-            let old = match stored.is_empty() {
-                true => None,
-                false => stored.remove(key),
-            };
+            let old = stored.remove(key);
             let was_purchased = old.as_ref().is_some_and(Cart::purchased);
             if let Some(old) = &old {
                 Self::count_outcome(hours, minutes, cutoff, old, -1);
@@ -419,6 +422,25 @@ impl Delta {
         }
         self.cart_hours.retain(|_, o| !o.is_zero());
         self.cart_minutes.retain(|_, o| !o.is_zero());
+    }
+
+    /// [`Delta::settle_carts`] for `carts` that have no stored state (all of a rebuild's),
+    /// held outside the delta: their outcomes and their customers' cart counts are counted,
+    /// and they are left as they are, so a rebuild copies them out meanwhile.
+    pub fn count_new_carts(&mut self, carts: &Map<String, Cart>) {
+        let cutoff = self.minute_cutoff();
+        for cart in carts.values() {
+            Self::count_outcome(
+                &mut self.cart_hours,
+                &mut self.cart_minutes,
+                cutoff,
+                cart,
+                1,
+            );
+            let customer = self.customers.entry(cart.customer_id).or_default();
+            customer.carts += 1;
+            customer.purchased_carts += i64::from(cart.purchased());
+        }
     }
 
     /// Adds (`sign` 1) or takes away (-1) `cart`'s outcome under the hour and the minute it

@@ -3,8 +3,8 @@
 //!
 //! 1. Fresh tables in `analytics_rebuild`, shaped like the live ones.
 //! 2. One streaming pass over the log up to the horizon, summed in memory (by several
-//!    connections at once, a part each: `rebuild/bulk.rs`), written once; the tables written
-//!    by COPY get their indexes after their rows.
+//!    connections at once, a part each: `rebuild/bulk.rs`), written once (`rebuild/write.rs`);
+//!    the tables written by COPY get their indexes after their rows.
 //! 3. Catch-up steps, as the live projector takes them, until the rebuild is current.
 //! 4. The swap, in one transaction holding the live schema's writer lock: the last steps,
 //!    the schemas renamed, the views pointed at the new tables, the old generation dropped.
@@ -16,21 +16,22 @@ use std::time::Instant;
 
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::apply::{self, Generation, LIVE_SCHEMA, REBUILD_SCHEMA};
 use crate::checkpoint::Checkpoint;
-use crate::delta::{Delta, Map};
+use crate::delta::Delta;
 use crate::sql::{Db, Statements};
-use crate::{Error, log, outcome, store};
+use crate::{Error, log, outcome};
 
 mod bulk;
+mod write;
 
 const RETIRED_SCHEMA: &str = "analytics_retired";
 /// The tables the bulk pass writes with COPY: created without indexes, which are built once
 /// the rows are in. Maintained row by row, the carts' three indexes took 2.7 s of a 3.3 s COPY
 /// of 631,000 carts; built after it, 0.9 s.
-const COPIED: [&str; 3] = ["carts", "customer_stats", "item_hourly"];
+pub(super) const COPIED: [&str; 3] = ["carts", "customer_stats", "item_hourly"];
 /// Held for the whole rebuild: one at a time.
 const REBUILD_LOCK: i64 = 0x7265_6275_696c_6421; // "rebuild!"
 
@@ -104,40 +105,28 @@ async fn build_and_swap(
         readers = readers.len().max(1),
         "Rebuilding the analytics from the whole log."
     );
-    let bulk_events = bulk::read(&tx, readers, horizon, &mut delta).await?;
+    let (bulk_events, writers) = bulk::read(&tx, readers, horizon, &mut delta).await?;
     info!(
         events = bulk_events,
         carts = delta.carts.len(),
         seconds = started.elapsed().as_secs_f64(),
         "Read the log; writing the rebuilt tables."
     );
-    store::copy_carts_into_empty(&tx, REBUILD_SCHEMA, &delta).await?;
-    // PostgreSQL indexes the carts while this process settles their outcomes on another core.
-    let settling = tokio::task::spawn_blocking(move || {
-        delta.settle_carts(Map::default());
-        delta
-    });
-    build_indexes(&tx, &["carts"]).await?;
-    let delta = settling
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    debug!(
-        seconds = started.elapsed().as_secs_f64(),
-        "Indexed the carts and settled their outcomes."
-    );
-    let advance = checkpoint.advance(&delta, horizon);
-    store::write_into_empty(&tx, REBUILD_SCHEMA, &delta, &advance).await?;
-    build_indexes(&tx, &["customer_stats", "item_hourly"]).await?;
-    debug!(
-        seconds = started.elapsed().as_secs_f64(),
-        "Indexed the copied tables."
-    );
+    // Boxed: the writing's state machine is large, and the rebuild's future holds it.
+    Box::pin(write::write(
+        &tx,
+        writers,
+        delta,
+        &checkpoint,
+        horizon,
+        started,
+    ))
+    .await?;
     tx.commit().await?;
     info!(
         seconds = started.elapsed().as_secs_f64(),
         "Wrote the rebuilt tables; catching up."
     );
-    drop(delta);
     // Fresh tables have no statistics until autovacuum gets to them, and the planner then
     // guesses (a one-row checkpoint was estimated at 1,060 rows): give the swapped-in tables
     // true ones before anyone reads them.
@@ -245,32 +234,6 @@ async fn create_tables(client: &Client) -> Result<Vec<String>, Error> {
     ));
     client.batch_execute(&ddl).await?;
     Ok(tables)
-}
-
-/// Gives `copied`, [`COPIED`] tables of the rebuild, the indexes and key constraints their
-/// live tables have.
-async fn build_indexes(tx: &tokio_postgres::Transaction<'_>, copied: &[&str]) -> Result<(), Error> {
-    debug_assert!(copied.iter().all(|t| COPIED.contains(t)));
-    let statements = tx
-        .query(
-            "SELECT CASE WHEN c.oid IS NOT NULL \
-                 THEN format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', $2::text, t.relname, \
-                             c.conname, pg_get_constraintdef(c.oid)) \
-                 ELSE replace(pg_get_indexdef(i.indexrelid), format(' ON %I.', $1::text), \
-                              format(' ON %I.', $2::text)) END \
-             FROM pg_index i \
-             JOIN pg_class t ON t.oid = i.indrelid \
-             JOIN pg_namespace n ON n.oid = t.relnamespace \
-             LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = t.oid \
-             WHERE n.nspname = $1 AND t.relname = ANY($3) \
-             ORDER BY t.relname, c.oid IS NULL, i.indexrelid",
-            &[&LIVE_SCHEMA, &REBUILD_SCHEMA, &copied],
-        )
-        .await?;
-    for statement in statements {
-        tx.batch_execute(statement.get(0)).await?;
-    }
-    Ok(())
 }
 
 /// The tables of `schema`, as quoted identifiers.

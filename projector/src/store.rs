@@ -8,7 +8,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::pin_mut;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, Transaction};
+use tokio_postgres::{CopyInSink, GenericClient, Transaction};
 
 use crate::Error;
 use crate::cents::Cents;
@@ -191,16 +191,42 @@ pub async fn write(
     Ok(())
 }
 
+/// The `COPY` statement [`copy_carts_into_empty`] feeds, one on each of its connections.
+pub fn copy_carts_statement(schema: &str) -> String {
+    format!(
+        "COPY {schema}.carts (cart_key, {COUNTERS}, customer_id, first_at, last_at) \
+         FROM STDIN BINARY"
+    )
+}
+
 /// The carts of a rebuild's bulk pass into the empty carts table, with binary COPY, several
-/// times faster than upserts. They are final as read (no stored state to merge), so this may
-/// come before [`Delta::settle_carts`], and [`write_into_empty`] writes the rest after it.
+/// times faster than upserts, cut into as many runs as `sinks` ([`copy_carts_statement`] on
+/// as many connections: PostgreSQL parses and stores each on a core of its own). They are
+/// final as read (no stored state to merge), so this needs no [`Delta::settle_carts`], and
+/// [`write_into_empty`] writes the rest.
 pub async fn copy_carts_into_empty(
-    tx: &Transaction<'_>,
-    schema: &str,
-    delta: &Delta,
+    sinks: Vec<CopyInSink<Bytes>>,
+    carts: &Map<String, Cart>,
 ) -> Result<(), Error> {
     let started = std::time::Instant::now();
-    copy_carts(tx, schema, delta).await?;
+    // In the order they started, as the live projection inserts them: a time range's carts
+    // (`/api/range`) then lie on neighbouring pages. In hash order, a week's 110,000 carts of a
+    // rebuilt 10-million-event log took 207 ms to fetch, against 27 ms clustered.
+    // The start time is copied beside each cart (microseconds, PostgreSQL's precision): read
+    // through the reference, every comparison of the sort was a cache miss into the map.
+    let mut sorted: Vec<(i64, &String, &Cart)> = carts
+        .iter()
+        .map(|(key, cart)| (cart.first_at.timestamp_micros(), key, cart))
+        .collect();
+    sorted.sort_unstable_by_key(|(started, _, _)| *started);
+    let runs = sorted.len().div_ceil(sinks.len().max(1)).max(1);
+    futures::future::try_join_all(
+        sinks
+            .into_iter()
+            .zip(sorted.chunks(runs).chain(std::iter::repeat(&[][..])))
+            .map(|(sink, run)| copy_carts(sink, run)),
+    )
+    .await?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "Copied the carts."
@@ -208,9 +234,10 @@ pub async fn copy_carts_into_empty(
     Ok(())
 }
 
-/// [`write()`] into empty tables but for the carts ([`copy_carts_into_empty`]): the two
-/// large ones go in with binary COPY (item_hourly's 342,000 rows of a 10-million-event log:
-/// 1.2 s upserted into its index, 0.33 s copied and then indexed).
+/// [`write()`] into empty tables but for the carts ([`copy_carts_into_empty`]), after
+/// [`Delta::count_new_carts`]: the two large ones go in with binary COPY (item_hourly's
+/// 342,000 rows of a 10-million-event log: 1.2 s upserted into its index, 0.33 s copied and
+/// then indexed).
 pub async fn write_into_empty(
     tx: &Transaction<'_>,
     schema: &str,
@@ -525,25 +552,8 @@ async fn write_cart_outcomes(
     Ok(())
 }
 
-async fn copy_carts(tx: &Transaction<'_>, schema: &str, delta: &Delta) -> Result<(), Error> {
-    let sink = tx
-        .copy_in::<_, Bytes>(&format!(
-            "COPY {schema}.carts (cart_key, {COUNTERS}, customer_id, first_at, last_at) \
-             FROM STDIN BINARY"
-        ))
-        .await?;
+async fn copy_carts(sink: CopyInSink<Bytes>, carts: &[(i64, &String, &Cart)]) -> Result<(), Error> {
     pin_mut!(sink);
-    // In the order they started, as the live projection inserts them: a time range's carts
-    // (`/api/range`) then lie on neighbouring pages. In hash order, a week's 110,000 carts of a
-    // rebuilt 10-million-event log took 207 ms to fetch, against 27 ms clustered.
-    // The start time is copied beside each cart (microseconds, PostgreSQL's precision): read
-    // through the reference, every comparison of the sort was a cache miss into the map.
-    let mut carts: Vec<(i64, &String, &Cart)> = delta
-        .carts
-        .iter()
-        .map(|(key, cart)| (cart.first_at.timestamp_micros(), key, cart))
-        .collect();
-    carts.sort_unstable_by_key(|(started, _, _)| *started);
     let mut rows = CopyRows::new();
     for (_, key, cart) in carts {
         rows.row(11);

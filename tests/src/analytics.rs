@@ -289,6 +289,22 @@ pub async fn snapshot(client: &Client) -> Vec<(String, Vec<String>)> {
     for view in VIEWS {
         all.push((view.to_owned(), rows(client, view).await));
     }
+    // The tables' shape too: a rebuild that lost an index or a key would still hold the rows.
+    let shape = [
+        (
+            "indexes",
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'analytics'",
+        ),
+        (
+            "constraints",
+            "SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c \
+             JOIN pg_class t ON t.oid = c.conrelid \
+             JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = 'analytics'",
+        ),
+    ];
+    for (name, sql) in shape {
+        all.push((name.to_owned(), rows(client, sql).await));
+    }
     all
 }
 

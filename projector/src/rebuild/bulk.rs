@@ -18,16 +18,18 @@ use crate::sql::Db;
 use crate::{Error, log};
 
 /// Sums the log below `horizon` into `delta` (empty, with its settings made) and returns
-/// how many events it read. With no `readers`, `tx` reads it all; otherwise `readers`, each
-/// a connection of its own, read a part each while `tx` holds the snapshot they share.
+/// how many events it read, and the `readers` back, idle, for the writing. With no
+/// `readers`, `tx` reads it all; otherwise `readers`, each a connection of its own, read a
+/// part each while `tx` holds the snapshot they share.
 pub(super) async fn read(
     tx: &Transaction<'_>,
     readers: Vec<Client>,
     horizon: i64,
     delta: &mut Delta,
-) -> Result<u64, Error> {
+) -> Result<(u64, Vec<Client>), Error> {
     if readers.is_empty() {
-        return log::read_into(&Db::new(tx), 0, horizon, delta, None).await;
+        let events = log::read_into(&Db::new(tx), 0, horizon, delta, None).await?;
+        return Ok((events, readers));
     }
     // The live carts table's row estimate (ANALYZE'd by the last rebuild and by autovacuum)
     // sizes the carts maps, which would otherwise be rehashed at every doubling.
@@ -61,9 +63,10 @@ pub(super) async fn read(
         let snapshot = snapshot.clone();
         // A task each: the parts are decoded and summed on as many cores.
         tasks.spawn(async move {
-            let events = read_part(reader, &snapshot, horizon, first, end, &mut part).await?;
+            let (events, reader) =
+                read_part(reader, &snapshot, horizon, first, end, &mut part).await?;
             debug!(first, ?end, events, "Read a part of the log.");
-            Ok::<_, Error>((i, events, part))
+            Ok::<_, Error>((i, events, part, reader))
         });
     }
     let mut done = Vec::with_capacity(parts as usize);
@@ -71,17 +74,19 @@ pub(super) async fn read(
         // A reader that panicked takes the rebuild with it, as one reading alone would.
         done.push(joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?);
     }
-    done.sort_unstable_by_key(|(i, _, _)| *i);
+    done.sort_unstable_by_key(|(i, _, _, _)| *i);
     let mut events = 0;
-    for (i, n, part) in done {
+    let mut idle = Vec::with_capacity(done.len());
+    for (i, n, part, reader) in done {
         events += n;
+        idle.push(reader);
         if i == 0 {
             *delta = part;
         } else {
             delta.absorb(part);
         }
     }
-    Ok(events)
+    Ok((events, idle))
 }
 
 async fn read_part(
@@ -91,7 +96,7 @@ async fn read_part(
     first: u64,
     end: Option<u64>,
     part: &mut Delta,
-) -> Result<u64, Error> {
+) -> Result<(u64, Client), Error> {
     let tx = reader
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -103,5 +108,5 @@ async fn read_part(
         .await?;
     let events = log::read_blocks_into(&tx, horizon, first, end, part).await?;
     tx.commit().await?;
-    Ok(events)
+    Ok((events, reader))
 }
