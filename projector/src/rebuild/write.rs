@@ -126,15 +126,16 @@ async fn index_statements(tx: &Transaction<'_>, copied: &[&str]) -> Result<Index
     })
 }
 
-/// Runs `statements`, the indexes dealt out over `connections` in turn (each connection
+/// Runs `statements`, the indexes dealt out over `connections` ([`share`]: each connection
 /// builds its share one after another, all at once), then the constraints on the first.
 async fn build_indexes<C: GenericClient + Sync>(
     connections: &[&C],
     statements: &IndexStatements,
 ) -> Result<(), Error> {
+    let n = statements.indexes.len();
     futures::future::try_join_all(connections.iter().enumerate().map(|(i, c)| async move {
-        for index in statements.indexes.iter().skip(i).step_by(connections.len()) {
-            c.batch_execute(index).await?;
+        for index in (0..n).filter(|k| share(*k, connections.len()) == i) {
+            c.batch_execute(&statements.indexes[index]).await?;
         }
         Ok::<_, Error>(())
     }))
@@ -143,4 +144,27 @@ async fn build_indexes<C: GenericClient + Sync>(
         connections[0].batch_execute(constraint).await?;
     }
     Ok(())
+}
+
+/// The connection of `connections` that builds index `k` of a table's: the first (its key,
+/// a sort of every key: the carts' took 1.5 s against 0.9 and 0.7 for the other two) alone
+/// on the first connection, the rest dealt in turn over the others.
+fn share(k: usize, connections: usize) -> usize {
+    match (k, connections) {
+        (_, 0 | 1) | (0, _) => 0,
+        (k, c) => 1 + (k - 1) % (c - 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn the_key_is_built_alone_and_the_rest_dealt_over_the_others() {
+        let dealt = |c| (0..5).map(|k| share(k, c)).collect::<Vec<_>>();
+        assert_eq!(dealt(1), [0, 0, 0, 0, 0]);
+        assert_eq!(dealt(2), [0, 1, 1, 1, 1]);
+        assert_eq!(dealt(3), [0, 1, 2, 1, 2]);
+    }
 }
