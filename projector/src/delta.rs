@@ -235,6 +235,25 @@ pub fn cart_key<'a>(e: &LogEvent<'a>) -> Cow<'a, str> {
     }
 }
 
+/// Makes the carts of several parts of one log (a rebuild's readers') disjoint, as if one
+/// pass had read them: a cart in more than one part is merged into the first that has it and
+/// left out of the others. Only the carts that straddle a cut are found in two parts.
+pub fn disjoint_carts(parts: &mut [Map<String, Cart>]) {
+    for i in 1..parts.len() {
+        let (earlier, rest) = parts.split_at_mut(i);
+        rest[0].retain(
+            |key, cart| match earlier.iter_mut().find_map(|part| part.get_mut(key)) {
+                Some(mine) => {
+                    mine.merge(cart);
+                    mine.new &= cart.new;
+                    false
+                }
+                None => true,
+            },
+        );
+    }
+}
+
 /// A bucket of time, a product and a price band: the key of `item_hourly` and `item_minutely`.
 pub type ItemKey = (DateTime<Utc>, i64, i32);
 
@@ -362,7 +381,6 @@ impl Delta {
         for (id, c) in other.customers {
             self.customers.entry(id).or_default().merge(&c);
         }
-        // Into this delta's map, which a rebuild sizes for every cart.
         let carts = &mut self.carts;
         carts.reserve(other.carts.len());
         for (key, cart) in other.carts {
@@ -561,6 +579,26 @@ mod tests {
             (second.customers[&9].carts, second.customers[&4].carts),
             (-1, 1)
         );
+    }
+
+    #[test]
+    fn parts_read_apart_hold_each_cart_once_as_one_pass_would() {
+        let events = [
+            event("a", Action::Add, 30, 0),
+            event("b", Action::Add, 40, 1),
+            event("b", Action::Purchase, 40, 2),
+            event("c", Action::Add, 50, 3),
+        ];
+        let whole = one_pass(&events);
+        // A cut through cart "b": its add in the first part, its purchase in the second.
+        let mut parts = vec![one_pass(&events[..2]).carts, one_pass(&events[2..]).carts];
+        disjoint_carts(&mut parts);
+        assert_eq!(parts[0].len() + parts[1].len(), whole.carts.len());
+        for (key, cart) in &whole.carts {
+            let held: Vec<&Cart> = parts.iter().filter_map(|p| p.get(key)).collect();
+            assert_eq!(held, [cart], "cart {key}");
+        }
+        assert!(parts[0].contains_key("b") && !parts[1].contains_key("b"));
     }
 
     #[test]

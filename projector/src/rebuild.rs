@@ -105,18 +105,20 @@ async fn build_and_swap(
         readers = readers.len().max(1),
         "Rebuilding the analytics from the whole log."
     );
-    let (bulk_events, writers) = bulk::read(&tx, readers, horizon, &mut delta).await?;
+    let read = bulk::read(&tx, readers, horizon, &mut delta).await?;
+    let bulk_events = read.events;
     info!(
         events = bulk_events,
-        carts = delta.carts.len(),
+        carts = read.carts.iter().map(|part| part.len()).sum::<usize>(),
         seconds = started.elapsed().as_secs_f64(),
         "Read the log; writing the rebuilt tables."
     );
     // Boxed: the writing's state machine is large, and the rebuild's future holds it.
     Box::pin(write::write(
         &tx,
-        writers,
+        read.readers,
         delta,
+        read.carts,
         &checkpoint,
         horizon,
         started,

@@ -13,23 +13,36 @@ use tokio::task::JoinSet;
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 use tracing::debug;
 
-use crate::delta::{Delta, Map};
+use crate::delta::{Cart, Delta, Map, disjoint_carts};
 use crate::sql::Db;
 use crate::{Error, log};
 
-/// Sums the log below `horizon` into `delta` (empty, with its settings made) and returns
-/// how many events it read, and the `readers` back, idle, for the writing. With no
-/// `readers`, `tx` reads it all; otherwise `readers`, each a connection of its own, read a
-/// part each while `tx` holds the snapshot they share.
+/// What the bulk pass read.
+pub(super) struct Read {
+    pub(super) events: u64,
+    /// The readers' connections, idle, for the writing.
+    pub(super) readers: Vec<Client>,
+    /// The carts, a map for each part, no cart in two.
+    pub(super) carts: Vec<Map<String, Cart>>,
+}
+
+/// Sums the log below `horizon` into `delta` (empty, with its settings made) but for the
+/// carts, returned beside it. With no `readers`, `tx` reads it all; otherwise `readers`, each
+/// a connection of its own, read a part each while `tx` holds the snapshot they share.
 pub(super) async fn read(
     tx: &Transaction<'_>,
     readers: Vec<Client>,
     horizon: i64,
     delta: &mut Delta,
-) -> Result<(u64, Vec<Client>), Error> {
+) -> Result<Read, Error> {
     if readers.is_empty() {
         let events = log::read_into(&Db::new(tx), 0, horizon, delta, None).await?;
-        return Ok((events, readers));
+        let carts = vec![std::mem::take(&mut delta.carts)];
+        return Ok(Read {
+            events,
+            readers,
+            carts,
+        });
     }
     // The live carts table's row estimate (ANALYZE'd by the last rebuild and by autovacuum)
     // sizes the carts maps, which would otherwise be rehashed at every doubling.
@@ -49,15 +62,9 @@ pub(super) async fn read(
     let mut tasks = JoinSet::new();
     for (i, reader) in (0u64..).zip(readers) {
         let (first, end) = log::block_part(blocks, parts, i);
-        // The first part's map takes every cart in the end: the others are merged into it.
-        let capacity = if i == 0 {
-            carts
-        } else {
-            carts / parts as usize
-        };
         let mut part = Delta {
             minute_retention: delta.minute_retention,
-            carts: Map::with_capacity_and_hasher(capacity, Default::default()),
+            carts: Map::with_capacity_and_hasher(carts / parts as usize, Default::default()),
             ..Delta::default()
         };
         let snapshot = snapshot.clone();
@@ -75,18 +82,25 @@ pub(super) async fn read(
         done.push(joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?);
     }
     done.sort_unstable_by_key(|(i, _, _, _)| *i);
-    let mut events = 0;
-    let mut idle = Vec::with_capacity(done.len());
-    for (i, n, part, reader) in done {
-        events += n;
-        idle.push(reader);
+    let mut read = Read {
+        events: 0,
+        readers: Vec::with_capacity(done.len()),
+        carts: Vec::with_capacity(done.len()),
+    };
+    for (i, n, mut part, reader) in done {
+        read.events += n;
+        read.readers.push(reader);
+        // The carts stay apart: merged into one map, a 10-million-event log's 1.6 million
+        // carts of the second part took 0.47 s to re-insert, on the critical path.
+        read.carts.push(std::mem::take(&mut part.carts));
         if i == 0 {
             *delta = part;
         } else {
             delta.absorb(part);
         }
     }
-    Ok((events, idle))
+    disjoint_carts(&mut read.carts);
+    Ok(read)
 }
 
 async fn read_part(

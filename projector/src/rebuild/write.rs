@@ -14,26 +14,29 @@ use tracing::debug;
 
 use super::{COPIED, LIVE_SCHEMA, REBUILD_SCHEMA};
 use crate::checkpoint::Checkpoint;
-use crate::delta::Delta;
+use crate::delta::{Cart, Delta, Map};
 use crate::{Error, store};
 
-/// Writes `delta`, the whole log below `horizon` summed, into the rebuild's empty tables:
-/// the carts on `writers` when there are any, everything else in `tx`.
+/// Writes `delta` and `carts`, the whole log below `horizon` summed, into the rebuild's
+/// empty tables: the carts on `writers` when there are any, everything else in `tx`.
 pub(super) async fn write(
     tx: &Transaction<'_>,
     writers: Vec<Client>,
     mut delta: Delta,
+    carts: Vec<Map<String, Cart>>,
     checkpoint: &Checkpoint,
     horizon: i64,
     started: Instant,
 ) -> Result<(), Error> {
-    // The carts leave the delta: they are copied out (a run on each reader's connection,
-    // when there are several) while another core counts their outcomes.
-    let carts = Arc::new(std::mem::take(&mut delta.carts));
+    // The carts are copied out (a run on each reader's connection, when there are several)
+    // while another core counts their outcomes.
+    let carts = Arc::new(carts);
     let counting = tokio::task::spawn_blocking({
         let carts = Arc::clone(&carts);
         move || {
-            delta.count_new_carts(&carts);
+            for part in carts.iter() {
+                delta.count_new_carts(part);
+            }
             delta
         }
     });
