@@ -369,6 +369,7 @@ pub(crate) async fn run(
             peak_rss_mib: crate::report::peak_rss_mib(),
             kib_per_connection: None,
             delivered: None,
+            busy_core_seconds: None,
         })
         .collect();
     results.push(loaded);
@@ -482,5 +483,6 @@ async fn round_trips(
         peak_rss_mib: crate::report::peak_rss_mib(),
         kib_per_connection: None,
         delivered: None,
+        busy_core_seconds: None,
     })
 }

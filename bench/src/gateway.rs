@@ -279,6 +279,7 @@ async fn measure_running(
         peak_rss_mib: peak,
         kib_per_connection: Some(per_connection),
         delivered: Some(delivered),
+        busy_core_seconds: None,
     })
 }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{COPY_EVENTS, copy_text, fresh_database};
 use crate::producer::simulator;
-use crate::report::{StageResult, quantile_ms};
+use crate::report::{Clock, StageResult, quantile_ms};
 
 /// Rows per transaction, as the consumer writes them.
 const TRANSACTION_ROWS: usize = 5_000;
@@ -172,7 +172,7 @@ pub(crate) async fn rebuild(
     for _ in 0..cartflow_projector::rebuild::reader_connections(readers) {
         reader_clients.push(connect(base_url, prefix).await?);
     }
-    let started = Instant::now();
+    let clock = Clock::start();
     let rebuilt = cartflow_projector::rebuild::rebuild_with(
         &mut client,
         reader_clients,
@@ -180,7 +180,7 @@ pub(crate) async fn rebuild(
         &CancellationToken::new(),
     )
     .await?;
-    let elapsed = started.elapsed();
+    let (elapsed, busy) = clock.stop();
     anyhow::ensure!(
         rebuilt.bulk_events + rebuilt.caught_up_events == events,
         "rebuilt {rebuilt:?} of {events}"
@@ -193,7 +193,8 @@ pub(crate) async fn rebuild(
         events,
         elapsed,
         (0.0, 0.0),
-    ))
+    )
+    .with_busy(busy))
 }
 
 /// How many connections the rebuild reads the log with: `CARTFLOW_REBUILD_READERS`, as for
@@ -226,14 +227,14 @@ pub(crate) async fn baseline(
     events: u64,
 ) -> anyhow::Result<StageResult> {
     let client = connect(base_url, prefix).await?;
-    let started = Instant::now();
+    let clock = Clock::start();
     let row = client
         .query_one(
             &format!("SELECT count(*), sum(n)::int8 FROM ({BASELINE_CARTS}) carts"),
             &[],
         )
         .await?;
-    let elapsed = started.elapsed();
+    let (elapsed, busy) = clock.stop();
     anyhow::ensure!(
         row.get::<_, i64>(1) as u64 == events,
         "counted the wrong events"
@@ -243,7 +244,8 @@ pub(crate) async fn baseline(
         events,
         elapsed,
         (0.0, 0.0),
-    ))
+    )
+    .with_busy(busy))
 }
 
 /// The carts table alone, every counter of it, written by the tests' plain SQL statement into an
@@ -257,13 +259,14 @@ pub(crate) async fn write_floor(
 ) -> anyhow::Result<StageResult> {
     let carts = cartflow_tests::analytics::carts_sql();
     let client = connect(base_url, prefix).await?;
-    let elapsed = unlogged_table(&client, &carts, None, "events", events).await?;
+    let (elapsed, busy) = unlogged_table(&client, &carts, None, "events", events).await?;
     Ok(StageResult::measured(
         "plain SQL carts table written (unlogged, no index)",
         events,
         elapsed,
         (0.0, 0.0),
-    ))
+    )
+    .with_busy(busy))
 }
 
 /// The baseline's own result kept: the same GROUP BY written into an unlogged table and given
@@ -276,13 +279,15 @@ pub(crate) async fn kept_floor(
     events: u64,
 ) -> anyhow::Result<StageResult> {
     let client = connect(base_url, prefix).await?;
-    let elapsed = unlogged_table(&client, BASELINE_CARTS, Some("cart"), "n", events).await?;
+    let (elapsed, busy) =
+        unlogged_table(&client, BASELINE_CARTS, Some("cart"), "n", events).await?;
     Ok(StageResult::measured(
         "the GROUP BY's result kept (unlogged, its key)",
         events,
         elapsed,
         (0.0, 0.0),
-    ))
+    )
+    .with_busy(busy))
 }
 
 /// How long `CREATE UNLOGGED TABLE AS query` (then its primary key on `key`, with one) takes;
@@ -293,27 +298,27 @@ async fn unlogged_table(
     key: Option<&str>,
     count: &str,
     events: u64,
-) -> anyhow::Result<std::time::Duration> {
+) -> anyhow::Result<(std::time::Duration, Option<f64>)> {
     client
         .batch_execute("DROP TABLE IF EXISTS bench_floor")
         .await?;
     let key = key
         .map(|k| format!("ALTER TABLE bench_floor ADD PRIMARY KEY ({k});"))
         .unwrap_or_default();
-    let started = Instant::now();
+    let clock = Clock::start();
     client
         .batch_execute(&format!(
             "CREATE UNLOGGED TABLE bench_floor AS {query}; {key}"
         ))
         .await?;
-    let elapsed = started.elapsed();
+    let measured = clock.stop();
     let summed: i64 = client
         .query_one(&format!("SELECT sum({count})::int8 FROM bench_floor"), &[])
         .await?
         .get(0);
     client.batch_execute("DROP TABLE bench_floor").await?;
     anyhow::ensure!(summed as u64 == events, "counted the wrong events");
-    Ok(elapsed)
+    Ok(measured)
 }
 
 /// The log read out of PostgreSQL as the rebuild's bulk pass reads it (its columns, the heap
@@ -346,7 +351,7 @@ pub(crate) async fn read_floor(
         );
         parts.push((connect(base_url, prefix).await?, sql));
     }
-    let started = Instant::now();
+    let clock = Clock::start();
     let reads = parts.into_iter().map(|(client, sql)| {
         tokio::spawn(async move {
             let stream = client.copy_out(sql.as_str()).await?;
@@ -368,12 +373,13 @@ pub(crate) async fn read_floor(
     for part in futures::future::try_join_all(reads).await? {
         read += part?;
     }
-    let elapsed = started.elapsed();
+    let (elapsed, busy) = clock.stop();
     anyhow::ensure!(read == events, "read {read} rows, expected {events}");
     Ok(StageResult::measured(
         "the log read out of PostgreSQL as the rebuild reads it (rows dropped)",
         events,
         elapsed,
         (0.0, 0.0),
-    ))
+    )
+    .with_busy(busy))
 }

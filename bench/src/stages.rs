@@ -246,18 +246,23 @@ fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
         }
         rebuilds.push(args.with(M::ProjectorRebuild).measure()?);
         kept.push(args.with(M::ProjectorKeptFloor).measure()?);
-        let seconds = |r: &[StageResult]| r.last().map_or(0.0, |r| r.seconds);
-        let (b, r, k) = (seconds(&bases), seconds(&rebuilds), seconds(&kept));
+        let last = |r: &[StageResult]| r.last().map_or(0.0, |r| r.seconds);
+        let (b, r, k) = (last(&bases), last(&rebuilds), last(&kept));
         eprintln!(
             "projector: round {round}: GROUP BY {b:.2} s, rebuild {r:.2} s ({:.2}x), \
-             kept floor {k:.2} s ({:.2}x)",
+             kept floor {k:.2} s ({:.2}x); busy core-seconds {}",
             r / b,
-            k / b
+            k / b,
+            busy(&[&bases, &rebuilds, &kept].map(|r| r.last()))
         );
     }
     let (base, rebuild, kept_floor) = (median(bases), median(rebuilds), median(kept));
     let write_floor = args.with(M::ProjectorWriteFloor).measure()?;
     let read_floor = args.with(M::ProjectorReadFloor).measure()?;
+    eprintln!(
+        "projector: busy core-seconds of the GROUP BY, rebuild, kept, write and read floors: {}",
+        busy(&[&base, &rebuild, &kept_floor, &write_floor, &read_floor].map(Some))
+    );
     // After the rebuild, which it would otherwise slow by its final comparison of every cart
     // with the declared outcomes; its baseline is the incremental run without outcomes.
     let outcomes = args.with(M::ProjectorOutcomes).measure()?;
@@ -270,6 +275,18 @@ fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
         report::compare("projector rebuild kept floor", &kept_floor, &base),
         report::compare("projector + outcomes", &outcomes, &incremental),
     ])
+}
+
+/// The machine's busy CPU time of each of `results`, core-seconds ("?" where unknown).
+fn busy(results: &[Option<&StageResult>]) -> String {
+    let each: Vec<String> = results
+        .iter()
+        .map(|r| match r.and_then(|r| r.busy_core_seconds) {
+            Some(b) => format!("{b:.1}"),
+            None => "?".into(),
+        })
+        .collect();
+    each.join(" / ")
 }
 
 /// The result of the median time (the lower of the middle two for an even count).
