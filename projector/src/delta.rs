@@ -132,11 +132,13 @@ pub struct Cart {
 }
 
 impl Cart {
+    /// Adds `o`, the same cart's other events (new only if both were).
     fn merge(&mut self, o: &Cart) {
         self.customer_id = self.customer_id.min(o.customer_id);
         self.first_at = self.first_at.min(o.first_at);
         self.last_at = self.last_at.max(o.last_at);
         self.items.merge(&o.items);
+        self.new &= o.new;
     }
 
     pub fn purchased(&self) -> bool {
@@ -245,7 +247,6 @@ pub fn disjoint_carts(parts: &mut [Map<String, Cart>]) {
             |key, cart| match earlier.iter_mut().find_map(|part| part.get_mut(key)) {
                 Some(mine) => {
                     mine.merge(cart);
-                    mine.new &= cart.new;
                     false
                 }
                 None => true,
@@ -385,11 +386,7 @@ impl Delta {
         carts.reserve(other.carts.len());
         for (key, cart) in other.carts {
             match carts.entry(key) {
-                std::collections::hash_map::Entry::Occupied(mut o) => {
-                    let mine = o.get_mut();
-                    mine.merge(&cart);
-                    mine.new &= cart.new;
-                }
+                std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().merge(&cart),
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(cart);
                 }
@@ -418,25 +415,15 @@ impl Delta {
         // drop outnumber the rest (841,876 of a 10-million-event log's, against 2,448 kept).
         let cutoff = self.minute_cutoff();
         let (hours, minutes) = (&mut self.cart_hours, &mut self.cart_minutes);
+        let customers = &mut self.customers;
         for (key, cart) in &mut self.carts {
-            let old = stored.remove(key);
-            let was_purchased = old.as_ref().is_some_and(Cart::purchased);
-            if let Some(old) = &old {
-                Self::count_outcome(hours, minutes, cutoff, old, -1);
-                let mut merged = old.clone();
+            // The cart leaves its old outcome and customer, and joins its (possibly new) ones.
+            if let Some(mut merged) = stored.remove(key) {
+                Self::count_cart(hours, minutes, customers, cutoff, &merged, -1);
                 merged.merge(cart);
                 *cart = merged;
             }
-            Self::count_outcome(hours, minutes, cutoff, cart, 1);
-            // The cart leaves its old customer's counts and joins its (possibly new) one's.
-            if let Some(old) = &old {
-                let customer = self.customers.entry(old.customer_id).or_default();
-                customer.carts -= 1;
-                customer.purchased_carts -= i64::from(was_purchased);
-            }
-            let customer = self.customers.entry(cart.customer_id).or_default();
-            customer.carts += 1;
-            customer.purchased_carts += i64::from(cart.purchased());
+            Self::count_cart(hours, minutes, customers, cutoff, cart, 1);
         }
         self.cart_hours.retain(|_, o| !o.is_zero());
         self.cart_minutes.retain(|_, o| !o.is_zero());
@@ -447,29 +434,26 @@ impl Delta {
     /// and they are left as they are, so a rebuild copies them out meanwhile.
     pub fn count_new_carts(&mut self, carts: &Map<String, Cart>) {
         let cutoff = self.minute_cutoff();
+        let (hours, minutes) = (&mut self.cart_hours, &mut self.cart_minutes);
         for cart in carts.values() {
-            Self::count_outcome(
-                &mut self.cart_hours,
-                &mut self.cart_minutes,
-                cutoff,
-                cart,
-                1,
-            );
-            let customer = self.customers.entry(cart.customer_id).or_default();
-            customer.carts += 1;
-            customer.purchased_carts += i64::from(cart.purchased());
+            Self::count_cart(hours, minutes, &mut self.customers, cutoff, cart, 1);
         }
     }
 
     /// Adds (`sign` 1) or takes away (-1) `cart`'s outcome under the hour and the minute it
-    /// started in (the minute unless it lies before `cutoff`).
-    fn count_outcome(
+    /// started in (the minute unless it lies before `cutoff`), and the cart from its
+    /// customer's cart counts.
+    fn count_cart(
         hours: &mut Map<DateTime<Utc>, CartOutcomes>,
         minutes: &mut Map<DateTime<Utc>, CartOutcomes>,
+        customers: &mut Map<i64, CustomerDelta>,
         cutoff: Option<DateTime<Utc>>,
         cart: &Cart,
         sign: i64,
     ) {
+        let customer = customers.entry(cart.customer_id).or_default();
+        customer.carts += sign;
+        customer.purchased_carts += sign * i64::from(cart.purchased());
         let o = cart.outcome();
         hours.entry(hour(cart.first_at)).or_default().add(&o, sign);
         let m = minute(cart.first_at);
