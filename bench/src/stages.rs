@@ -39,12 +39,12 @@ pub(crate) struct Bench {
     )]
     projector_events: u64,
     /// Rounds of the projector stage's rebuild comparison: the GROUP BY, the rebuild and the
-    /// kept floor alternate this many times, each reported by its median round (one round's
-    /// GROUP BY varied 4.5-8.7 s on a 2-core machine).
+    /// kept floor alternate this many times after one uncounted warm-up GROUP BY, each reported
+    /// by its median round (one round's GROUP BY varied 4.5-8.7 s on a 2-core machine).
     #[arg(
         long,
         env = "CARTFLOW_BENCH_PROJECTOR_ROUNDS",
-        default_value_t = 3,
+        default_value_t = 5,
         value_parser = clap::value_parser!(u64).range(1..=20)
     )]
     projector_rounds: u64,
@@ -237,13 +237,19 @@ fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
     let args = bench.args(M::ProjectorPrepare, bench.projector_events, &prefix);
     eprintln!("projector: {} events into PostgreSQL first", args.events);
     args.spawn()?;
-    let mut bases = vec![args.with(M::ProjectorBaseline).measure()?];
+    // Not counted: the first pass may read the log from disk (7.8 s against 3.5 s warm after
+    // a restart, 14.3 against 6.2 busy core-seconds), which would flatter every ratio of the
+    // round it fell in. Each measurement vacuums the database first (`projector::settle`).
+    let warm_up = args.with(M::ProjectorBaseline).measure()?;
+    eprintln!(
+        "projector: warm-up GROUP BY {:.2} s, busy core-seconds {} (not counted)",
+        warm_up.seconds,
+        busy(&[Some(&warm_up)])
+    );
     let incremental = args.with(M::ProjectorIncremental).measure()?;
-    let (mut rebuilds, mut kept) = (Vec::new(), Vec::new());
+    let (mut bases, mut rebuilds, mut kept) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=bench.projector_rounds {
-        if round > 1 {
-            bases.push(args.with(M::ProjectorBaseline).measure()?);
-        }
+        bases.push(args.with(M::ProjectorBaseline).measure()?);
         rebuilds.push(args.with(M::ProjectorRebuild).measure()?);
         kept.push(args.with(M::ProjectorKeptFloor).measure()?);
         let last = |r: &[StageResult]| r.last().map_or(0.0, |r| r.seconds);
@@ -256,6 +262,11 @@ fn projector_stage(bench: &Bench) -> anyhow::Result<Vec<Comparison>> {
             busy(&[&bases, &rebuilds, &kept].map(|r| r.last()))
         );
     }
+    eprintln!(
+        "projector: ratios to each round's GROUP BY, lowest-highest: rebuild {}, kept floor {}",
+        ratio_range(&rebuilds, &bases),
+        ratio_range(&kept, &bases)
+    );
     let (base, rebuild, kept_floor) = (median(bases), median(rebuilds), median(kept));
     let write_floor = args.with(M::ProjectorWriteFloor).measure()?;
     let read_floor = args.with(M::ProjectorReadFloor).measure()?;
@@ -287,6 +298,19 @@ fn busy(results: &[Option<&StageResult>]) -> String {
         })
         .collect();
     each.join(" / ")
+}
+
+/// The lowest and highest ratio of `results` to the baseline of the same round, as "1.23x-1.45x":
+/// a floor proves a goal out of reach only if it stays above it in every round.
+fn ratio_range(results: &[StageResult], bases: &[StageResult]) -> String {
+    let ratios: Vec<f64> = results
+        .iter()
+        .zip(bases)
+        .map(|(r, b)| r.seconds / b.seconds)
+        .collect();
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(0.0, f64::max);
+    format!("{low:.2}x-{high:.2}x")
 }
 
 /// The result of the median time (the lower of the middle two for an even count).
